@@ -1,0 +1,1 @@
+"""The ``sftpilot`` command line."""

@@ -1,0 +1,79 @@
+"""Composition root: turns :class:`~shared.settings.Settings` into concrete adapters.
+
+The only place that knows which adapter backs which port. GCP and the local stack differ only
+in settings (emulator host variables are read by the Google client libraries themselves, and
+``SFTPILOT_TUNING_BASE_URL`` points google-genai at the local tuning server). Clients are
+created lazily and cached per process: functions-framework re-imports the source for every
+test app, and a Cloud Functions instance should reuse its connections across invocations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from shared.ports import BlobStore, Clock, JobStore, Publisher, TuningBackend
+from shared.records import utcnow
+from shared.settings import Settings
+
+
+@dataclass
+class Services:
+    """The ports one function invocation needs, built on first use."""
+
+    settings: Settings
+    clock: Clock = field(default=utcnow)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        """GCS (or fake-gcs-server when ``STORAGE_EMULATOR_HOST`` is set)."""
+        from shared.adapters.gcs import GcsBlobStore  # noqa: PLC0415 - lazy: cold start
+
+        return GcsBlobStore(project=self.settings.project)
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        """Firestore (or its emulator when ``FIRESTORE_EMULATOR_HOST`` is set)."""
+        from shared.adapters.firestore import FirestoreJobStore  # noqa: PLC0415
+
+        return FirestoreJobStore(
+            project=self.settings.project,
+            database=self.settings.firestore_database,
+            jobs_collection=self.settings.jobs_collection,
+            effects_collection=self.settings.effects_collection,
+        )
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        """Pub/Sub (or its emulator when ``PUBSUB_EMULATOR_HOST`` is set)."""
+        from shared.adapters.pubsub import PubSubPublisher  # noqa: PLC0415
+
+        return PubSubPublisher(topic_path=self.settings.events_topic_path)
+
+    @cached_property
+    def tuning(self) -> TuningBackend:
+        """Vertex AI through google-genai (or the local tuning server via its base URL)."""
+        from shared.adapters.vertex import VertexTuningBackend  # noqa: PLC0415
+
+        return VertexTuningBackend(
+            project=self.settings.effective_tuning_project,
+            location=self.settings.tuning_location,
+            base_url=self.settings.tuning_base_url or None,
+        )
+
+
+_cached: Services | None = None
+
+
+def services_from_env() -> Services:
+    """Process-wide services built from the environment (validated on first call)."""
+    global _cached  # noqa: PLW0603 - per-process client cache
+    if _cached is None:
+        _cached = Services(settings=Settings.from_env())
+    return _cached
+
+
+def reset_services_cache() -> None:
+    """Forget the cached services (tests that change the environment)."""
+    global _cached  # noqa: PLW0603
+    _cached = None
