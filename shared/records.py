@@ -199,6 +199,7 @@ class JobRecord:
             "status": self.status.value,
             "lineage": self.dataset.lineage,
             "dataset": self.dataset.uri,
+            "dataset_object": self.dataset.gcs_uri,
             "dataset_ref": asdict(self.dataset),
             "tuning_job": self.tuning_job,
             "created_at": to_rfc3339(self.created_at),

@@ -6,7 +6,7 @@ plus ``GOOGLE_CLOUD_PROJECT`` for the project). This is the only module that rea
 environment; everything else receives a :class:`Settings` or plain values.
 
 Example:
-    >>> s = Settings.from_env({"GOOGLE_CLOUD_PROJECT": "p", "SFTPILOT_BUCKET": "b"})
+    >>> s = Settings.from_env({"GOOGLE_CLOUD_PROJECT": "p", "SFTPILOT_BUCKET": "datasets-bkt"})
     >>> s.events_topic_path
     'projects/p/topics/sftpilot-events'
 """

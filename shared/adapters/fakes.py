@@ -1,0 +1,587 @@
+"""In-memory implementations of every port, for unit tests and benchmarks.
+
+They follow the same contracts as the real adapters (the contract suites in ``tests/contract``
+run against both), are thread-safe, count calls, and accept injected failures so tests can
+exercise retry and crash paths without a network.
+
+Example:
+    >>> tuning = FakeTuningBackend(quota=1)
+    >>> job = tuning.create_job(TuningJobSpec("gemini-2.5-flash", "gs://b/d.jsonl", "demo"))
+    >>> _ = tuning.set_state(job.name, TuningState.SUCCEEDED)
+    >>> tuning.get_job(job.name).has_ended
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import itertools
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import IO
+
+from shared.errors import (
+    BlobNotFoundError,
+    BlobReadError,
+    InvalidArgumentError,
+    NotFoundError,
+    PublishError,
+    QuotaExceededError,
+    RecordNotFoundError,
+)
+from shared.ports import (
+    BlobInfo,
+    DeployedModelRef,
+    EffectClaim,
+    EffectState,
+    GenerationRequest,
+    GenerationResult,
+    JobPage,
+    JobQuery,
+    ModelInfo,
+    OutgoingEvent,
+    QueryOrder,
+    RecordMutation,
+    TunedCheckpoint,
+    TuningJob,
+    TuningJobSpec,
+)
+from shared.records import JSON, JobRecord, utcnow
+from shared.states import TuningState
+
+
+class FailureScript:
+    """Per-operation queues of exceptions to raise on the next calls (fault injection)."""
+
+    def __init__(self) -> None:
+        self._queued: dict[str, deque[BaseException]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def fail_next(self, operation: str, *errors: BaseException) -> None:
+        """Raise these errors, in order, on the next calls of ``operation``."""
+        with self._lock:
+            self._queued[operation].extend(errors)
+
+    def check(self, operation: str) -> None:
+        """Raise the next scripted error for ``operation``, if any."""
+        with self._lock:
+            queue = self._queued.get(operation)
+            error = queue.popleft() if queue else None
+        if error is not None:
+            raise error
+
+
+# --- blob store --------------------------------------------------------------------------------
+
+
+class _FailingReader(io.RawIOBase):
+    """Yields ``fail_after`` bytes, then raises like a connection dropped mid-stream."""
+
+    def __init__(self, data: bytes, fail_after: int, uri: str) -> None:
+        self._data = data
+        self._pos = 0
+        self._fail_after = fail_after
+        self._uri = uri
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._pos >= self._fail_after:
+            raise BlobReadError(self._uri, "connection reset (injected)")
+        end = min(self._pos + len(buffer), self._fail_after, len(self._data))
+        chunk = self._data[self._pos : end]
+        buffer[: len(chunk)] = chunk
+        self._pos = end
+        return len(chunk)
+
+
+class FakeBlobStore:
+    """Objects in a dict; generations increase monotonically like GCS."""
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str], tuple[bytes, BlobInfo]] = {}
+        self._generation = itertools.count(1_700_000_000_000_000)
+        self._lock = threading.Lock()
+        self.failures = FailureScript()
+        self.fail_reads_after: dict[str, int] = {}
+        """Object name -> byte offset after which reads raise BlobReadError."""
+
+    def put(self, bucket: str, name: str, data: bytes, content_type: str = "application/octet-stream") -> int:
+        """Test helper: store an object, return its generation."""
+        return self.write_bytes(bucket, name, data, content_type)
+
+    @contextmanager
+    def _open(self, bucket: str, name: str, generation: int | None) -> Iterator[IO[bytes]]:
+        self.failures.check("open_read")
+        uri = f"gs://{bucket}/{name}"
+        with self._lock:
+            stored = self._objects.get((bucket, name))
+        if stored is None or (generation is not None and stored[1].generation != generation):
+            raise BlobNotFoundError(uri if generation is None else f"{uri}#{generation}")
+        data = stored[0]
+        if name in self.fail_reads_after:
+            yield io.BufferedReader(_FailingReader(data, self.fail_reads_after[name], uri))
+        else:
+            yield io.BytesIO(data)
+
+    def open_read(
+        self, bucket: str, name: str, generation: int | None = None
+    ) -> AbstractContextManager[IO[bytes]]:
+        """Stream an object (see :class:`shared.ports.BlobStore`)."""
+        return self._open(bucket, name, generation)
+
+    def read_bytes(self, bucket: str, name: str, max_bytes: int = 1 << 20) -> bytes | None:
+        """Small object or None."""
+        self.failures.check("read_bytes")
+        with self._lock:
+            stored = self._objects.get((bucket, name))
+        if stored is None:
+            return None
+        if len(stored[0]) > max_bytes:
+            raise BlobReadError(f"gs://{bucket}/{name}", f"larger than {max_bytes} bytes")
+        return stored[0]
+
+    def write_bytes(self, bucket: str, name: str, data: bytes, content_type: str) -> int:
+        """Store and return the new generation."""
+        self.failures.check("write_bytes")
+        with self._lock:
+            generation = next(self._generation)
+            info = BlobInfo(bucket, name, generation, len(data), utcnow(), content_type)
+            self._objects[(bucket, name)] = (bytes(data), info)
+        return generation
+
+    def stat(self, bucket: str, name: str) -> BlobInfo | None:
+        """Metadata or None."""
+        with self._lock:
+            stored = self._objects.get((bucket, name))
+        return None if stored is None else stored[1]
+
+    def list(self, bucket: str, prefix: str) -> Iterator[BlobInfo]:
+        """Objects under ``prefix`` in name order."""
+        with self._lock:
+            infos = [
+                info for (b, n), (_, info) in self._objects.items() if b == bucket and n.startswith(prefix)
+            ]
+        yield from sorted(infos, key=lambda i: i.name)
+
+
+# --- job store ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Effect:
+    state: EffectState
+    owner: str
+    expires_at: datetime | None
+    result: JSON | None = None
+
+
+class FakeJobStore:
+    """Records in a dict behind one lock (transactions are trivially serialisable here)."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, JobRecord] = {}
+        self._effects: dict[str, _Effect] = {}
+        self._lock = threading.RLock()
+        self.failures = FailureScript()
+        self.reads = 0
+        self.writes = 0
+        self.queries = 0
+        self.mutation_calls = 0
+
+    def create(self, record: JobRecord) -> bool:
+        """Insert if absent."""
+        self.failures.check("create")
+        with self._lock:
+            if record.id in self._records:
+                return False
+            self._records[record.id] = record
+            self.writes += 1
+            return True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """One record or None."""
+        self.failures.check("get")
+        with self._lock:
+            self.reads += 1
+            return self._records.get(job_id)
+
+    def update(self, job_id: str, mutate: RecordMutation) -> JobRecord:
+        """Serialised read-modify-write."""
+        self.failures.check("update")
+        with self._lock:
+            self.reads += 1
+            current = self._records.get(job_id)
+            if current is None:
+                raise RecordNotFoundError(job_id)
+            self.mutation_calls += 1
+            changed = mutate(current)
+            if changed is None or changed == current:
+                return current
+            self._records[job_id] = changed
+            self.writes += 1
+            return changed
+
+    def query(self, query: JobQuery) -> JobPage:
+        """Filter, order, page (token = offset, base64)."""
+        self.failures.check("query")
+        with self._lock:
+            self.queries += 1
+            rows = [r for r in self._records.values() if _matches(r, query)]
+        if query.order is QueryOrder.QUEUE_ORDER:
+            rows.sort(key=lambda r: (r.queue_position, r.id))
+        else:
+            rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        start = int(base64.urlsafe_b64decode(query.page_token).decode()) if query.page_token else 0
+        page = rows[start : start + query.limit]
+        self.reads += len(page)
+        end = start + len(page)
+        token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(rows) else None
+        return JobPage(records=page, next_page_token=token)
+
+    def acquire_effect(self, effect_id: str, owner: str, lease_seconds: float, now: datetime) -> EffectClaim:
+        """Claim or report who has it."""
+        self.failures.check("acquire_effect")
+        with self._lock:
+            existing = self._effects.get(effect_id)
+            expires = now + timedelta(seconds=lease_seconds)
+            if existing is None or (
+                existing.state is EffectState.IN_PROGRESS
+                and existing.expires_at is not None
+                and now >= existing.expires_at
+            ):
+                self._effects[effect_id] = _Effect(EffectState.IN_PROGRESS, owner, expires)
+                self.writes += 1
+                return EffectClaim(effect_id, EffectState.ACQUIRED, owner, expires)
+            return EffectClaim(
+                effect_id, existing.state, existing.owner, existing.expires_at, copy.deepcopy(existing.result)
+            )
+
+    def complete_effect(self, effect_id: str, owner: str, result: JSON) -> None:
+        """Mark done (only by the owner)."""
+        self.failures.check("complete_effect")
+        with self._lock:
+            existing = self._effects.get(effect_id)
+            if existing is None or existing.owner != owner:
+                raise RecordNotFoundError(f"effect {effect_id} owned by {owner}")
+            self._effects[effect_id] = _Effect(EffectState.COMPLETED, owner, None, copy.deepcopy(result))
+            self.writes += 1
+
+    def release_effect(self, effect_id: str, owner: str) -> None:
+        """Give the claim back."""
+        with self._lock:
+            existing = self._effects.get(effect_id)
+            if existing is not None and existing.owner == owner and existing.state is EffectState.IN_PROGRESS:
+                del self._effects[effect_id]
+                self.writes += 1
+
+    # test helpers
+    def all(self) -> list[JobRecord]:
+        """Every record (tests)."""
+        with self._lock:
+            return list(self._records.values())
+
+    def effect(self, effect_id: str) -> EffectClaim | None:
+        """Raw view of an effect claim (tests)."""
+        with self._lock:
+            e = self._effects.get(effect_id)
+            return None if e is None else EffectClaim(effect_id, e.state, e.owner, e.expires_at, e.result)
+
+
+def _matches(record: JobRecord, query: JobQuery) -> bool:
+    if query.statuses is not None and record.status not in query.statuses:
+        return False
+    if query.lineage is not None and record.lineage != query.lineage:
+        return False
+    if query.dataset is not None:
+        wanted = query.dataset
+        if (record.dataset.uri if "#" in wanted else record.dataset.gcs_uri) != wanted:
+            return False
+    if query.since is not None and record.created_at < query.since:
+        return False
+    return query.pending_outbox is None or record.has_pending_outbox == query.pending_outbox
+
+
+# --- publisher ---------------------------------------------------------------------------------
+
+
+class FakePublisher:
+    """Keeps every published event in order; can fail on demand."""
+
+    def __init__(self, topic: str = "projects/local/topics/sftpilot-events") -> None:
+        self.topic = topic
+        self.published: list[OutgoingEvent] = []
+        self.failures = FailureScript()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def publish(self, event: OutgoingEvent) -> str:
+        """Record the event; raise PublishError when a failure is scripted."""
+        try:
+            self.failures.check("publish")
+        except PublishError:
+            raise
+        except Exception as exc:  # scripted non-PublishError failures are wrapped like the adapter does
+            raise PublishError(self.topic, event.event_id, str(exc)) from exc
+        with self._lock:
+            self.published.append(event)
+            return str(next(self._ids))
+
+    def of_type(self, event_type: str) -> list[OutgoingEvent]:
+        """Published events of one type (tests)."""
+        return [e for e in self.published if e.event_type == event_type]
+
+
+# --- tuning backend ----------------------------------------------------------------------------
+
+
+Responder = Callable[[str, GenerationRequest], str]
+"""(endpoint, request) -> answer text, for scripting smoke-test outcomes."""
+
+
+def _echo_responder(endpoint: str, request: GenerationRequest) -> str:
+    last = request.contents[-1]["parts"][0].get("text", "") if request.contents else ""
+    return f"[{endpoint.rsplit('/', 1)[-1]}] {last}"
+
+
+@dataclass
+class _FakeModel:
+    name: str
+    labels: dict[str, str]
+    deployments: list[DeployedModelRef] = field(default_factory=list)
+    create_time: datetime | None = None
+
+
+class FakeTuningBackend:
+    """Tuning jobs, models and endpoints in memory, with a concurrency quota like Vertex.
+
+    Jobs start PENDING and move only when a test calls :meth:`set_state` (or
+    :meth:`complete_all`). A SUCCEEDED job gets a tuned model deployed on its own endpoint,
+    plus one endpoint per checkpoint unless ``export_last_checkpoint_only``.
+    """
+
+    def __init__(
+        self,
+        *,
+        project: str = "local",
+        location: str = "us-central1",
+        quota: int = 1,
+        latency_seconds: float = 0.0,
+        responder: Responder = _echo_responder,
+        checkpoints_per_job: int = 2,
+    ) -> None:
+        self._prefix = f"projects/{project}/locations/{location}"
+        self.quota = quota
+        self.latency_seconds = latency_seconds
+        self.responder = responder
+        self.checkpoints_per_job = checkpoints_per_job
+        self.jobs: dict[str, TuningJob] = {}
+        self.specs: dict[str, TuningJobSpec] = {}
+        self.models: dict[str, _FakeModel] = {}
+        self.endpoints: dict[str, list[str]] = {}
+        """Endpoint name -> deployed model names."""
+        self.calls: Counter[str] = Counter()
+        self.generations: list[tuple[str, GenerationRequest]] = []
+        self.failures = FailureScript()
+        self._ids = itertools.count(1000)
+        self._lock = threading.RLock()
+
+    def _enter(self, operation: str) -> None:
+        with self._lock:
+            self.calls[operation] += 1
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
+        self.failures.check(operation)
+
+    def _active_count(self) -> int:
+        return sum(1 for j in self.jobs.values() if not j.has_ended)
+
+    # --- jobs ---
+
+    def create_job(self, spec: TuningJobSpec) -> TuningJob:
+        """Create a PENDING job, or raise QuotaExceededError when ``quota`` jobs are active."""
+        self._enter("create_job")
+        if not spec.training_dataset_uri.startswith("gs://"):
+            raise InvalidArgumentError(
+                "create_job", 400, "trainingDatasetUri must be a gs:// URI", "INVALID_ARGUMENT"
+            )
+        with self._lock:
+            if self._active_count() >= self.quota:
+                raise QuotaExceededError(
+                    "create_job", 429, "concurrent tuning jobs quota exceeded", "RESOURCE_EXHAUSTED"
+                )
+            name = f"{self._prefix}/tuningJobs/{next(self._ids)}"
+            now = utcnow()
+            job = TuningJob(
+                name=name,
+                state=TuningState.PENDING,
+                base_model=spec.base_model,
+                display_name=spec.display_name,
+                create_time=now,
+                update_time=now,
+                labels=dict(spec.labels),
+            )
+            self.jobs[name] = job
+            self.specs[name] = spec
+            return job
+
+    def get_job(self, name: str) -> TuningJob:
+        """Current job; NotFoundError when unknown or deleted."""
+        self._enter("get_job")
+        with self._lock:
+            job = self.jobs.get(name)
+        if job is None:
+            raise NotFoundError("get_job", 404, f"TuningJob {name} not found", "NOT_FOUND")
+        return job
+
+    def list_jobs(self, labels: dict[str, str] | None = None, page_size: int = 100) -> Iterator[TuningJob]:
+        """Jobs carrying all ``labels``, oldest first."""
+        self._enter("list_jobs")
+        with self._lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            if labels and any(job.labels.get(k) != v for k, v in labels.items()):
+                continue
+            yield job
+
+    def cancel_job(self, name: str) -> None:
+        """Move an active job to CANCELLING; ended jobs answer FAILED_PRECONDITION like Vertex."""
+        self._enter("cancel_job")
+        with self._lock:
+            job = self.jobs.get(name)
+            if job is None:
+                raise NotFoundError("cancel_job", 404, f"TuningJob {name} not found", "NOT_FOUND")
+            if job.has_ended:
+                raise InvalidArgumentError("cancel_job", 400, "job already ended", "FAILED_PRECONDITION")
+            self.jobs[name] = replace(job, state=TuningState.CANCELLING, update_time=utcnow())
+
+    # --- test controls ---
+
+    def set_state(self, name: str, state: TuningState, *, error_message: str | None = None) -> TuningJob:
+        """Move a job (tests drive the lifecycle). SUCCEEDED creates the model and endpoints."""
+        with self._lock:
+            job = self.jobs[name]
+            now = utcnow()
+            changes: dict[str, object] = {"state": state, "update_time": now}
+            if state is TuningState.RUNNING and job.start_time is None:
+                changes["start_time"] = now
+            if state.has_ended:
+                changes["end_time"] = now
+            if state is TuningState.FAILED:
+                changes["error_code"] = 3
+                changes["error_message"] = error_message or "training failed"
+            if state is TuningState.SUCCEEDED:
+                changes.update(self._materialise_model(name, job))
+            job = replace(job, **changes)  # type: ignore[arg-type]
+            self.jobs[name] = job
+            return job
+
+    def complete_all(self, state: TuningState = TuningState.SUCCEEDED) -> None:
+        """End every active job with ``state``."""
+        with self._lock:
+            for name, job in list(self.jobs.items()):
+                if not job.has_ended:
+                    self.set_state(name, state)
+
+    def forget_job(self, name: str) -> None:
+        """Make a job vanish (NotFound on the next get)."""
+        with self._lock:
+            self.jobs.pop(name, None)
+
+    def _materialise_model(self, job_name: str, job: TuningJob) -> dict[str, object]:
+        job_id = job_name.rsplit("/", 1)[-1]
+        model = f"{self._prefix}/models/m{job_id}@1"
+        endpoint = f"{self._prefix}/endpoints/e{job_id}"
+        spec = self.specs.get(job_name)
+        checkpoints: list[TunedCheckpoint] = []
+        deployments = [DeployedModelRef(endpoint, f"d{job_id}")]
+        self.endpoints[endpoint] = [model]
+        if spec is not None and not spec.export_last_checkpoint_only:
+            for epoch in range(1, self.checkpoints_per_job):
+                ckpt_endpoint = f"{endpoint}-c{epoch}"
+                self.endpoints[ckpt_endpoint] = [model]
+                deployments.append(DeployedModelRef(ckpt_endpoint, f"d{job_id}-c{epoch}"))
+                checkpoints.append(TunedCheckpoint(str(epoch), epoch, epoch * 10, ckpt_endpoint))
+            last = self.checkpoints_per_job
+            checkpoints.append(TunedCheckpoint(str(last), last, last * 10, endpoint))
+        self.models[model] = _FakeModel(model, dict(job.labels), deployments, utcnow())
+        return {
+            "tuned_model": model,
+            "endpoint": endpoint,
+            "checkpoints": tuple(checkpoints),
+            "data_stats": {"tuningDatasetExampleCount": 16, "totalBillableTokenCount": 4096},
+        }
+
+    # --- serving and models ---
+
+    def generate(self, endpoint: str, request: GenerationRequest) -> GenerationResult:
+        """Answer with ``responder`` (default: echo the last user text, tagged with the endpoint)."""
+        self._enter("generate")
+        with self._lock:
+            base = "/publishers/" in endpoint or not endpoint.startswith("projects/")
+            if not base and endpoint not in self.endpoints:
+                raise NotFoundError("generate", 404, f"Endpoint {endpoint} not found", "NOT_FOUND")
+            self.generations.append((endpoint, request))
+        text = self.responder(endpoint, request)
+        return GenerationResult(
+            text=text, finish_reason="STOP", prompt_token_count=8, output_token_count=len(text) // 4
+        )
+
+    def get_model(self, name: str) -> ModelInfo:
+        """Labels and deployments."""
+        self._enter("get_model")
+        with self._lock:
+            model = self.models.get(name)
+            if model is None:
+                raise NotFoundError("get_model", 404, f"Model {name} not found", "NOT_FOUND")
+            return ModelInfo(model.name, dict(model.labels), tuple(model.deployments), model.create_time)
+
+    def undeploy_model(self, endpoint: str, deployed_model_id: str) -> None:
+        """Remove one deployment."""
+        self._enter("undeploy_model")
+        with self._lock:
+            for model in self.models.values():
+                for ref in list(model.deployments):
+                    if ref.endpoint == endpoint and ref.deployed_model_id == deployed_model_id:
+                        model.deployments.remove(ref)
+                        self.endpoints.get(endpoint, []).remove(model.name)
+                        return
+        raise NotFoundError("undeploy_model", 404, f"{deployed_model_id} not on {endpoint}", "NOT_FOUND")
+
+    def delete_endpoint(self, endpoint: str) -> None:
+        """Delete an empty endpoint."""
+        self._enter("delete_endpoint")
+        with self._lock:
+            if endpoint not in self.endpoints:
+                raise NotFoundError("delete_endpoint", 404, f"Endpoint {endpoint} not found", "NOT_FOUND")
+            if self.endpoints[endpoint]:
+                raise InvalidArgumentError(
+                    "delete_endpoint", 400, "endpoint still has deployed models", "FAILED_PRECONDITION"
+                )
+            del self.endpoints[endpoint]
+
+    def delete_model(self, name: str) -> None:
+        """Delete an undeployed model."""
+        self._enter("delete_model")
+        with self._lock:
+            model = self.models.get(name)
+            if model is None:
+                raise NotFoundError("delete_model", 404, f"Model {name} not found", "NOT_FOUND")
+            if model.deployments:
+                raise InvalidArgumentError(
+                    "delete_model", 400, "model is still deployed", "FAILED_PRECONDITION"
+                )
+            del self.models[name]
+
+    def add_foreign_model(self, name: str, labels: dict[str, str]) -> None:
+        """A model this deployment did not create (deletion-safety tests)."""
+        with self._lock:
+            self.models[name] = _FakeModel(name, dict(labels), [], utcnow())
