@@ -51,6 +51,12 @@ class ConfigProblem:
 
     path: str
     message: str
+    source: str = ""
+    """The file the problem is in (``gs://...``, a local path, or ``deployment defaults``)."""
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready view (``config_errors`` entries of ``dataset.rejected``)."""
+        return {"path": self.path, "message": self.message, "source": self.source}
 
 
 class TuningConfigError(SftpilotError):
@@ -111,6 +117,52 @@ class RecordNotFoundError(SftpilotError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"no job record {job_id!r}")
+
+
+class InvalidParameterError(SftpilotError):
+    """A user-supplied parameter (API query, CLI option) is malformed."""
+
+    code = "E_INVALID_PARAMETER"
+
+    def __init__(self, parameter: str, value: object, expected: str) -> None:
+        self.parameter = parameter
+        self.value = value
+        self.expected = expected
+        super().__init__(f"parameter {parameter!r}: expected {expected}, got {value!r}")
+
+
+class JobNotCancellableError(SftpilotError):
+    """Cancel was asked for a job that has already ended (or was never started)."""
+
+    code = "E_NOT_CANCELLABLE"
+
+    def __init__(self, job_id: str, status: str) -> None:
+        self.job_id = job_id
+        self.status = status
+        super().__init__(
+            f"job {job_id} is {status}: only QUEUED, SUBMITTING, PENDING or RUNNING jobs can be cancelled"
+        )
+
+
+class AuthenticationError(SftpilotError):
+    """No valid credentials on a request (HTTP 401)."""
+
+    code = "E_UNAUTHENTICATED"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"authentication required: {reason}")
+
+
+class ForbiddenError(SftpilotError):
+    """The authenticated principal may not perform this action (HTTP 403)."""
+
+    code = "E_FORBIDDEN"
+
+    def __init__(self, principal: str, action: str) -> None:
+        self.principal = principal
+        self.action = action
+        super().__init__(f"{principal} is not allowed to {action}")
 
 
 # --- storage ---------------------------------------------------------------------------------

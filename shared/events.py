@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Any
 
 from shared.ports import OutgoingEvent
-from shared.records import JSON, to_rfc3339, utcnow
+from shared.records import JSON, JobRecord, to_rfc3339, utcnow
 from shared.states import JobStatus
 
 SCHEMA_VERSION = "1"
@@ -111,3 +111,22 @@ def load_schema(event_type: str) -> JSON:
     text = resources.files("shared.schemas.events").joinpath(f"{event_type}.schema.json").read_text()
     schema: JSON = json.loads(text)
     return schema
+
+
+def job_event_data(record: JobRecord) -> JSON:
+    """The data fields of ``job.*`` completion events, from a record's stored tuning view."""
+    view = record.tuning or {}
+    return {
+        "dataset": record.dataset.uri,
+        "tuning_job": record.tuning_job,
+        "base_model": (record.config or {}).get("base_model"),
+        "display_name": (record.config or {}).get("display_name"),
+        "tuned_model": view.get("tuned_model"),
+        "endpoint": view.get("endpoint"),
+        "checkpoints": view.get("checkpoints", []),
+        "error": record.error or view.get("error"),
+        "create_time": view.get("create_time"),
+        "start_time": view.get("start_time"),
+        "end_time": view.get("end_time"),
+        "data_stats": view.get("data_stats"),
+    }

@@ -1,0 +1,42 @@
+"""HTTP entry point ``jobs_api``: Flask request in, :class:`shared.api.JobsApi` response out."""
+
+from __future__ import annotations
+
+import functools
+
+import flask
+import functions_framework
+
+from shared.api import Authenticator, JobsApi, google_id_token_verifier
+from shared.wiring import services_from_env
+
+
+@functools.cache
+def _api() -> JobsApi:
+    services = services_from_env()
+    settings = services.settings
+    return JobsApi(
+        jobs=services.jobs,
+        tuning=lambda: services.tuning,
+        clock=services.clock,
+        auth=Authenticator(
+            static_token=settings.api_token,
+            audience=settings.api_audience,
+            cancel_principals=settings.api_cancel_principals,
+            verifier=google_id_token_verifier,
+        ),
+    )
+
+
+@functions_framework.http
+def jobs_api(request: flask.Request) -> flask.Response:
+    """List, show and cancel job records (see shared/openapi.yaml)."""
+    response = _api().handle(
+        request.method, request.path, request.args.to_dict(flat=True), request.headers.get("Authorization")
+    )
+    return flask.Response(
+        flask.json.dumps(response.body),
+        status=response.status,
+        mimetype="application/json",
+        headers=list(response.headers),
+    )
