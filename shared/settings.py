@@ -117,12 +117,8 @@ class Settings:
         for name in ("datasets_prefix", "reports_prefix"):
             value = getattr(self, name)
             if not value.endswith("/") or value.startswith("/"):
-                raise SettingsError(
-                    f"SFTPILOT_{name.upper()}", value, "a folder like 'datasets/' (ends with /)"
-                )
-        if self.datasets_prefix.startswith(self.reports_prefix) or self.reports_prefix.startswith(
-            self.datasets_prefix
-        ):
+                raise SettingsError(f"SFTPILOT_{name.upper()}", value, "a folder like 'datasets/' (ends with /)")
+        if self.datasets_prefix.startswith(self.reports_prefix) or self.reports_prefix.startswith(self.datasets_prefix):
             raise SettingsError(
                 "SFTPILOT_REPORTS_PREFIX",
                 self.reports_prefix,
@@ -174,3 +170,48 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         else:
             out[name] = str(raw)
     return out
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What the operator CLI needs to reach a deployment (GCP or the local stack).
+
+    ``sftpilot local env`` prints exactly these variables for the local stack; in GCP set
+    ``SFTPILOT_API_URL`` to the jobs_api URL and leave the token empty to use
+    ``gcloud auth print-identity-token``.
+    """
+
+    api_url: str = ""
+    api_token: str = ""
+    project: str = ""
+    bucket: str = ""
+    datasets_prefix: str = "datasets/"
+    events_topic: str = ""
+    """Full topic path or name of the sftpilot events topic."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
+        """Read the client variables; nothing is required until a command needs it."""
+        source = dict(os.environ if env is None else env)
+        return cls(
+            api_url=source.get("SFTPILOT_API_URL", "").rstrip("/"),
+            api_token=source.get("SFTPILOT_API_TOKEN", ""),
+            project=source.get("SFTPILOT_PROJECT") or source.get("GOOGLE_CLOUD_PROJECT", ""),
+            bucket=source.get("SFTPILOT_BUCKET", ""),
+            datasets_prefix=source.get("SFTPILOT_DATASETS_PREFIX", "datasets/"),
+            events_topic=source.get("SFTPILOT_EVENTS_TOPIC", ""),
+        )
+
+    def require(self, name: str) -> str:
+        """The value of a setting a command needs, or SettingsError naming its variable."""
+        value = str(getattr(self, name))
+        if not value:
+            env = {"project": "GOOGLE_CLOUD_PROJECT"}.get(name, f"SFTPILOT_{name.upper()}")
+            raise SettingsError(env, None, "a value (run `eval $(sftpilot local env)` for the local stack)")
+        return value
+
+    @property
+    def events_topic_path(self) -> str:
+        """Full topic path."""
+        topic = self.require("events_topic")
+        return topic if topic.startswith("projects/") else f"projects/{self.require('project')}/topics/{topic}"

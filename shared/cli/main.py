@@ -9,3 +9,12 @@ import click
 @click.version_option(package_name="sftpilot")
 def main() -> None:
     """Validate, submit, track and operate Gemini supervised tuning jobs."""
+
+
+from shared.cli.events_cmd import events_group  # noqa: E402 - commands register after the group exists
+from shared.cli.jobs_cmd import jobs_group  # noqa: E402
+from shared.cli.upload_cmd import upload  # noqa: E402
+
+main.add_command(jobs_group)
+main.add_command(events_group)
+main.add_command(upload)

@@ -1,0 +1,225 @@
+"""``sftpilot jobs list|show|cancel|watch``: query and operate job records through the jobs API."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from shared.cli.common import EXIT_FAILED, EXIT_OK, friendly_errors, jobs_client, print_json, render_table
+from shared.states import COMPLETION_STATUSES, TERMINAL_STATUSES, JobStatus
+
+_TERMINAL = {s.value for s in TERMINAL_STATUSES}
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """List, inspect, cancel and watch tuning jobs."""
+
+
+@jobs_group.command("list")
+@click.option("--state", help="Comma-separated statuses, e.g. RUNNING,QUEUED.")
+@click.option("--lineage", help="Only this lineage.")
+@click.option("--dataset", help="gs://bucket/object[#generation]")
+@click.option("--since", help="RFC 3339; only jobs created at or after.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+@friendly_errors
+def list_jobs(
+    state: str | None, lineage: str | None, dataset: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """Jobs, newest first."""
+    client = jobs_client()
+    jobs: list[dict[str, Any]] = []
+    token = ""
+    while len(jobs) < limit:
+        page = client.list_jobs(
+            state=state or "",
+            lineage=lineage or "",
+            dataset=dataset or "",
+            since=since or "",
+            limit=str(min(200, limit - len(jobs))),
+            page_token=token,
+        )
+        jobs += page["jobs"]
+        token = page.get("next_page_token") or ""
+        if not token:
+            break
+    if as_json:
+        print_json(jobs)
+        return
+    if not jobs:
+        click.echo("no jobs")
+        return
+    rows = [
+        [
+            j["id"],
+            j["status"],
+            j["lineage"],
+            j["dataset"].removeprefix("gs://"),
+            j.get("smoke_test") or "-",
+            j["updated_at"][:19].replace("T", " "),
+        ]
+        for j in jobs
+    ]
+    click.echo(render_table(["ID", "STATUS", "LINEAGE", "DATASET", "SMOKE", "UPDATED (UTC)"], rows))
+
+
+@jobs_group.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the full record as one JSON object.")
+@friendly_errors
+def show_job(job_id: str, as_json: bool) -> None:
+    """A readable report of one job: validation, tuning, history, smoke test, cleanup."""
+    record = jobs_client().get_job(job_id)
+    if as_json:
+        print_json(record)
+        return
+    click.echo(format_record(record))
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id")
+@friendly_errors
+def cancel_job(job_id: str) -> None:
+    """Cancel a queued or running job (the final state is recorded by the poller)."""
+    result = jobs_client().cancel_job(job_id)
+    job = result["job"]
+    click.echo(f"{job['id']}: {job['status']} (cancel requested by {result['cancel_request']['by']})")
+
+
+@jobs_group.command("watch")
+@click.argument("job_id")
+@click.option("--interval", type=click.FloatRange(0.2, 600), default=5.0, show_default=True)
+@click.option("--timeout", type=click.FloatRange(1, None), default=None, help="Give up after this many seconds.")
+@click.option(
+    "--smoke-wait",
+    type=click.FloatRange(0, None),
+    default=300.0,
+    show_default=True,
+    help="After SUCCEEDED, wait this long for the smoke-test result.",
+)
+@friendly_errors
+def watch_job(job_id: str, interval: float, timeout: float | None, smoke_wait: float) -> None:
+    """Follow a job until it ends (and its smoke test is recorded). Exit 0 only if it succeeded."""
+    client = jobs_client()
+    started = time.monotonic()
+    last_line = ""
+    while True:
+        record = client.get_job(job_id)
+        line = progress_line(record)
+        if line != last_line:
+            click.echo(f"{time.strftime('%H:%M:%S')}  {line}")
+            last_line = line
+        status = record["status"]
+        waited = time.monotonic() - started
+        if status in _TERMINAL:
+            smoke_pending = status == JobStatus.SUCCEEDED.value and not record.get("smoke_test")
+            if not smoke_pending or waited > smoke_wait + (timeout or 0):
+                break
+        if timeout is not None and waited > timeout:
+            click.echo(f"timed out after {timeout:.0f}s; job is {status}", err=True)
+            sys.exit(EXIT_FAILED)
+        time.sleep(interval)
+    click.echo(format_record(record))
+    succeeded = record["status"] == JobStatus.SUCCEEDED.value
+    sys.exit(EXIT_OK if succeeded else EXIT_FAILED)
+
+
+def progress_line(record: dict[str, Any]) -> str:
+    """One line: status, training progress and loss when known, smoke verdict when known.
+
+    >>> progress_line({"status": "RUNNING", "tuning": {"metrics": {"step": 3, "total_steps": 9,
+    ...     "train_total_loss": 1.23456}}})
+    'RUNNING  step 3/9  loss 1.235'
+    """
+    parts = [record["status"]]
+    metrics = (record.get("tuning") or {}).get("metrics") or {}
+    step, total = metrics.get("step"), metrics.get("total_steps")
+    if step is not None:
+        parts.append(f"step {step}/{total}" if total else f"step {step}")
+    loss = metrics.get("train_total_loss")
+    if isinstance(loss, (int, float)):
+        parts.append(f"loss {loss:.3f}")
+    smoke = record.get("smoke_test")
+    if smoke:
+        parts.append("smoke test " + ("PASSED" if smoke.get("passed") else "FAILED"))
+    return "  ".join(parts)
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """The human report printed by ``jobs show`` and at the end of ``jobs watch``."""
+    tuning = record.get("tuning") or {}
+    config = record.get("config") or {}
+    lines = [
+        f"Job {record['id']}  {record['status']}",
+        f"  dataset     {record['dataset']}",
+        f"  lineage     {record['lineage']}",
+        f"  created     {record['created_at']}",
+    ]
+    if config:
+        lines.append(
+            f"  config      base {config.get('base_model')}, epochs {config.get('epochs') or 'auto'}, "
+            f"adapter {config.get('adapter_size') or 'auto'}"
+        )
+    if record.get("tuning_job"):
+        lines.append(f"  tuning job  {record['tuning_job']}")
+    if tuning.get("tuned_model"):
+        lines.append(f"  model       {tuning['tuned_model']}")
+        lines.append(f"  endpoint    {tuning.get('endpoint')}")
+    validation = record.get("validation") or {}
+    if validation:
+        counts = validation.get("error_counts") or {}
+        errors = sum(n for c, n in counts.items() if c.startswith("E_"))
+        warnings = sum(n for c, n in counts.items() if c.startswith("W_"))
+        verdict = "valid" if validation.get("valid") else "INVALID"
+        lines.append(f"Validation: {verdict}, {errors} error(s), {warnings} warning(s)")
+        if validation.get("report_uri"):
+            lines.append(f"  report      {validation['report_uri']}")
+        for issue in (validation.get("issues") or [])[:10]:
+            where = f"line {issue.get('line')}" if issue.get("line") else "file"
+            lines.append(
+                f"  {issue['severity']:<7} {where} {issue.get('path', '')}: {issue['code']} {issue['message']}"
+            )
+    if record.get("error"):
+        error = record["error"]
+        lines.append(f"Error: {error.get('code', '')} {error.get('message', error)}")
+    metrics = tuning.get("metrics") or {}
+    if metrics:
+        lines.append(f"Training: {progress_line({'status': record['status'], 'tuning': tuning})}")
+    lines.append("History:")
+    for entry in record.get("history", []):
+        lines.append(f"  {entry['at'][:19].replace('T', ' ')}  {entry['status']:<16} {entry.get('note', '')}".rstrip())
+    smoke = record.get("smoke_test")
+    if smoke:
+        verdict = "PASSED" if smoke.get("passed") else "FAILED"
+        prompts = smoke.get("prompts") or []
+        passed = sum(1 for p in prompts if all(c.get("passed") for c in p.get("checks", [])))
+        lines.append(f"Smoke test: {verdict} ({passed}/{len(prompts)} prompts)")
+        for reason in smoke.get("reasons") or []:
+            lines.append(f"  - {reason}")
+        for prompt in prompts[:5]:
+            mark = "ok " if all(c.get("passed") for c in prompt.get("checks", [])) else "BAD"
+            answer = " ".join(str(prompt.get("response", "")).split())[:70]
+            lines.append(f"  [{mark}] {str(prompt.get('prompt', ''))[:40]!r} -> {answer!r}")
+        if smoke.get("report_uri"):
+            lines.append(f"  report      {smoke['report_uri']}")
+    cleanup = record.get("cleanup")
+    if cleanup:
+        lines.append(f"Cleanup: {_cleanup_summary(cleanup)}")
+    if record["status"] in {s.value for s in COMPLETION_STATUSES} and record.get("cancel_request"):
+        req = record["cancel_request"]
+        lines.append(f"Cancel requested by {req.get('by')} at {req.get('at')}")
+    return "\n".join(lines)
+
+
+def _cleanup_summary(cleanup: dict[str, Any]) -> str:
+    if cleanup.get("skipped"):
+        return f"skipped ({cleanup['skipped']})"
+    retired = cleanup.get("retired") or cleanup.get("models") or []
+    if cleanup.get("retired_by"):
+        return f"this job's model was retired by {cleanup['retired_by']}"
+    dry = " (dry run: nothing deleted)" if cleanup.get("dry_run") else ""
+    return f"{len(retired)} superseded model(s) retired{dry}"

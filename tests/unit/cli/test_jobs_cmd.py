@@ -1,0 +1,156 @@
+"""``sftpilot jobs ...`` through the real CLI entry point against the real jobs_api app over HTTP.
+
+The app is the deployed functions-framework app (fakes behind the ports), served by werkzeug on
+a free loopback port, so the CLI's HTTP client, auth header and error handling are all real.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import functions_framework
+import pytest
+from click.testing import CliRunner
+from werkzeug.serving import make_server
+
+import shared.wiring as wiring
+from shared.adapters.fakes import FakeJobStore, FakeTuningBackend
+from shared.cli.main import main
+from shared.ports import TuningJobSpec
+from shared.records import DatasetRef, new_record, utcnow
+from shared.settings import Settings
+from shared.states import JobStatus
+
+ROOT = Path(__file__).resolve().parents[3]
+TOKEN = "cli-token"
+
+
+@pytest.fixture
+def served(monkeypatch):
+    jobs, tuning = FakeJobStore(), FakeTuningBackend(quota=10)
+    services = wiring.Services(
+        settings=Settings.from_env({"GOOGLE_CLOUD_PROJECT": "p", "SFTPILOT_BUCKET": "bkt", "SFTPILOT_API_TOKEN": TOKEN})
+    )
+    services.__dict__["jobs"] = jobs
+    services.__dict__["tuning"] = tuning
+    monkeypatch.setattr(wiring, "_cached", services)
+    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/api.py"), "http")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("SFTPILOT_API_URL", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("SFTPILOT_API_TOKEN", TOKEN)
+    yield jobs, tuning
+    server.shutdown()
+    thread.join(5)
+
+
+def _add(jobs, name, *statuses, tuning_job=None, **changes):
+    now = utcnow()
+    rec = new_record(DatasetRef("bkt", f"datasets/faq/{name}.jsonl", 5, "faq"), now)
+    for status in statuses:
+        rec = rec.transition(status, now, note=f"to {status.value}")
+    rec = rec.with_changes(now, tuning_job=tuning_job, **changes)
+    jobs.create(rec)
+    return rec
+
+
+def test_list_json_has_the_stable_keys(served):
+    jobs, _ = served
+    rec = _add(jobs, "v1", JobStatus.QUEUED)
+    result = CliRunner().invoke(main, ["jobs", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows[0]["id"] == rec.id
+    assert {"id", "status", "lineage", "dataset", "tuning_job", "updated_at"} <= set(rows[0])
+    assert rows[0]["dataset"] == "gs://bkt/datasets/faq/v1.jsonl#5"
+
+
+def test_list_table_and_filters(served):
+    jobs, _ = served
+    _add(jobs, "v1", JobStatus.QUEUED)
+    _add(jobs, "v2", JobStatus.REJECTED)
+    result = CliRunner().invoke(main, ["jobs", "list", "--state", "REJECTED"])
+    assert result.exit_code == 0
+    assert "REJECTED" in result.output and "QUEUED" not in result.output
+    assert result.output.splitlines()[0].split()[:3] == ["ID", "STATUS", "LINEAGE"]
+
+
+def test_show_renders_history_validation_and_smoke_test(served):
+    jobs, _ = served
+    rec = _add(
+        jobs,
+        "v1",
+        JobStatus.SUBMITTING,
+        JobStatus.RUNNING,
+        JobStatus.SUCCEEDED,
+        tuning_job="projects/p/locations/l/tuningJobs/9",
+        validation={"valid": True, "error_counts": {"W_FEW_EXAMPLES": 1}, "issues": [
+            {"line": None, "path": "", "code": "W_FEW_EXAMPLES", "severity": "warning", "message": "only 20", "hint": ""}
+        ], "report_uri": "gs://bkt/reports/faq/v1/5/validation.json"},
+        smoke_test={"passed": True, "reasons": [], "prompts": [
+            {"prompt": "hi", "response": "Hi there! — Acme Support", "checks": [{"kind": "contains", "passed": True}]}
+        ]},
+    )
+    result = CliRunner().invoke(main, ["jobs", "show", rec.id])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f"Job {rec.id}  SUCCEEDED" in out
+    assert "Validation: valid, 0 error(s), 1 warning(s)" in out
+    assert out.index("RECEIVED") < out.index("SUBMITTING") < out.index("SUCCEEDED ")
+    assert "Smoke test: PASSED (1/1 prompts)" in out
+    shown = CliRunner().invoke(main, ["jobs", "show", rec.id, "--json"])
+    assert json.loads(shown.output)["tuning_job"] == "projects/p/locations/l/tuningJobs/9"
+
+
+def test_show_unknown_and_malformed_ids_fail_cleanly(served):
+    missing = CliRunner().invoke(main, ["jobs", "show", "0" * 32])
+    assert missing.exit_code == 1
+    assert "E_RECORD_NOT_FOUND" in missing.output and "Traceback" not in missing.output
+    malformed = CliRunner().invoke(main, ["jobs", "show", "nope"])
+    assert malformed.exit_code == 1 and "E_INVALID_PARAMETER" in malformed.output
+
+
+def test_cancel_running_job(served):
+    jobs, tuning = served
+    job = tuning.create_job(TuningJobSpec("gemini-2.5-flash", "gs://bkt/d.jsonl", "d"))
+    rec = _add(jobs, "v1", JobStatus.SUBMITTING, JobStatus.RUNNING, tuning_job=job.name)
+    result = CliRunner().invoke(main, ["jobs", "cancel", rec.id])
+    assert result.exit_code == 0, result.output
+    assert "CANCELLING" in result.output and "local-token" in result.output
+    assert tuning.calls["cancel_job"] == 1
+
+
+def test_watch_follows_until_terminal_and_exits_by_outcome(served):
+    jobs, _ = served
+    rec = _add(jobs, "v1", JobStatus.SUBMITTING, JobStatus.RUNNING, tuning_job="projects/p/locations/l/tuningJobs/1")
+    done = threading.Event()
+
+    def finish_later():
+        done.wait(0.6)
+        jobs.update(rec.id, lambda r: r.transition(JobStatus.FAILED, utcnow(), note="boom"))
+
+    threading.Thread(target=finish_later, daemon=True).start()
+    result = CliRunner().invoke(main, ["jobs", "watch", rec.id, "--interval", "0.2", "--timeout", "30"])
+    done.set()
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert any(line.endswith("RUNNING") for line in lines)
+    assert any(line.endswith("FAILED") for line in lines)
+
+
+def test_missing_api_url_is_a_usage_error(monkeypatch):
+    monkeypatch.delenv("SFTPILOT_API_URL", raising=False)
+    result = CliRunner().invoke(main, ["jobs", "list"])
+    assert result.exit_code == 2
+    assert "SFTPILOT_API_URL" in result.output
+
+
+def test_unreachable_api_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("SFTPILOT_API_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SFTPILOT_API_TOKEN", "x")
+    result = CliRunner().invoke(main, ["jobs", "list"])
+    assert result.exit_code == 2
+    assert "cannot reach the jobs API" in result.output
