@@ -54,7 +54,7 @@ from shared.ports import (
     TuningJobSpec,
 )
 from shared.records import JSON, JobRecord, utcnow
-from shared.states import TuningState
+from shared.states import TuningState, check_transition
 
 
 class FailureScript:
@@ -226,6 +226,8 @@ class FakeJobStore:
             changed = mutate(current)
             if changed is None or changed == current:
                 return current
+            if changed.status is not current.status:  # forward-only, like the Firestore adapter
+                check_transition(current.status, changed.status)
             self._records[job_id] = changed
             self.writes += 1
             return changed

@@ -87,12 +87,32 @@ def test_show_renders_history_validation_and_smoke_test(served):
         JobStatus.RUNNING,
         JobStatus.SUCCEEDED,
         tuning_job="projects/p/locations/l/tuningJobs/9",
-        validation={"valid": True, "error_counts": {"W_FEW_EXAMPLES": 1}, "issues": [
-            {"line": None, "path": "", "code": "W_FEW_EXAMPLES", "severity": "warning", "message": "only 20", "hint": ""}
-        ], "report_uri": "gs://bkt/reports/faq/v1/5/validation.json"},
-        smoke_test={"passed": True, "reasons": [], "prompts": [
-            {"prompt": "hi", "response": "Hi there! — Acme Support", "checks": [{"kind": "contains", "passed": True}]}
-        ]},
+        validation={
+            "valid": True,
+            "error_counts": {"W_FEW_EXAMPLES": 1},
+            "issues": [
+                {
+                    "line": None,
+                    "path": "",
+                    "code": "W_FEW_EXAMPLES",
+                    "severity": "warning",
+                    "message": "only 20",
+                    "hint": "",
+                }
+            ],
+            "report_uri": "gs://bkt/reports/faq/v1/5/validation.json",
+        },
+        smoke_test={
+            "passed": True,
+            "reasons": [],
+            "prompts": [
+                {
+                    "prompt": "hi",
+                    "response": "Hi there! — Acme Support",
+                    "checks": [{"kind": "contains", "passed": True}],
+                }
+            ],
+        },
     )
     result = CliRunner().invoke(main, ["jobs", "show", rec.id])
     assert result.exit_code == 0, result.output
