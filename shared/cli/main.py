@@ -11,10 +11,18 @@ def main() -> None:
     """Validate, submit, track and operate Gemini supervised tuning jobs."""
 
 
-from shared.cli.events_cmd import events_group  # noqa: E402 - commands register after the group exists
+from shared.cli.convert_cmd import convert  # noqa: E402
+from shared.cli.demo_cmd import demo  # noqa: E402 - commands register after the group exists
+from shared.cli.events_cmd import events_group  # noqa: E402
 from shared.cli.jobs_cmd import jobs_group  # noqa: E402
+from shared.cli.local_cmd import local_group  # noqa: E402
 from shared.cli.upload_cmd import upload  # noqa: E402
+from shared.cli.validate_cmd import validate  # noqa: E402
 
 main.add_command(jobs_group)
 main.add_command(events_group)
 main.add_command(upload)
+main.add_command(demo)
+main.add_command(local_group)
+main.add_command(validate)
+main.add_command(convert)

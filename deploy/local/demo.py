@@ -1,0 +1,311 @@
+"""The README's main job: the whole pipeline on the embedded local stack, end to end.
+
+:func:`run_demo` starts the local stack (emulators, the tuning server training SmolLM2 for
+real, the four functions and their event wiring), uploads the bundled example datasets
+(``support-bot`` v1 and v2 of one lineage, and the invalid ``broken-faq``), and narrates what
+happens: validation verdicts, job states with training progress, events as they arrive,
+smoke-test results and the retirement of the superseded model. It then copies the reports to
+a local folder, prints a summary table and stops everything (unless ``keep``).
+
+v2 is uploaded right after v1, so with the default quota of one concurrent tuning job it is
+QUEUED first and submitted by the poller when v1 finishes - the same as on Vertex.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.local.stack import DEFAULT_MODEL_MAP, LocalStack, StackComponents
+from shared.errors import NotFoundError, SftpilotError
+from shared.ports import JobQuery
+from shared.records import JobRecord
+from shared.settings import Settings
+from shared.states import JobStatus
+from shared.wiring import Services
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO_ROOT / "examples" / "datasets"
+
+Say = Callable[[str], None]
+
+
+class DemoTimeoutError(SftpilotError):
+    """The pipeline did not finish within the time limit."""
+
+    code = "E_DEMO_TIMEOUT"
+
+    def __init__(self, seconds: float, pending: list[str], logs: str) -> None:
+        self.seconds = seconds
+        self.pending = pending
+        self.logs = logs
+        super().__init__(f"not finished after {seconds:.0f}s; still waiting for: {', '.join(pending)}; logs in {logs}")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One object the demo puts into the bucket (in this order)."""
+
+    source: Path
+    object_name: str
+    triggers_job: bool
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """How to run the demo."""
+
+    state_dir: Path = Path(".sftpilot/demo")
+    model_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_MAP))
+    poll_interval: float = 3.0
+    timeout_seconds: float = 900.0
+    keep: bool = False
+    tuning_yaml: Path | None = None
+    """Replace the bundled support-bot tuning.yaml (tests use a lenient one with the tiny model)."""
+    expect_retirement: bool = True
+
+
+@dataclass
+class DemoResult:
+    """What happened, for the summary table and for tests."""
+
+    records: dict[str, JobRecord]
+    """Object name -> final record."""
+    events: list[dict[str, Any]]
+    """Every sftpilot event seen: ``{"attributes": ..., "data": ...}``."""
+    reports_dir: Path
+    retired_models: list[str]
+    elapsed_seconds: float
+    stack_env: dict[str, str]
+
+    @property
+    def succeeded(self) -> bool:
+        """v1 and v2 tuned, broken dataset rejected."""
+        statuses = {
+            name.rsplit("/", 2)[-2] + "/" + name.rsplit("/", 1)[-1]: r.status for name, r in self.records.items()
+        }
+        return (
+            statuses.get("support-bot/v1.jsonl") is JobStatus.SUCCEEDED
+            and statuses.get("support-bot/v2.jsonl") is JobStatus.SUCCEEDED
+            and statuses.get("broken-faq/faq.jsonl") is JobStatus.REJECTED
+        )
+
+
+def demo_uploads(prefix: str, tuning_yaml: Path | None) -> list[Upload]:
+    """Configs and validation sets first (intake reads them), then the training files."""
+    bot = EXAMPLES / "support-bot"
+    return [
+        Upload(tuning_yaml or bot / "tuning.yaml", f"{prefix}support-bot/tuning.yaml", triggers_job=False),
+        Upload(bot / "v1.validation.jsonl", f"{prefix}support-bot/v1.validation.jsonl", triggers_job=False),
+        Upload(bot / "v2.validation.jsonl", f"{prefix}support-bot/v2.validation.jsonl", triggers_job=False),
+        Upload(bot / "v1.jsonl", f"{prefix}support-bot/v1.jsonl", triggers_job=True),
+        Upload(EXAMPLES / "broken-faq" / "faq.jsonl", f"{prefix}broken-faq/faq.jsonl", triggers_job=True),
+        Upload(bot / "v2.jsonl", f"{prefix}support-bot/v2.jsonl", triggers_job=True),
+    ]
+
+
+def describe(record: JobRecord) -> str:
+    """One narration line for a record's current state."""
+    parts = [record.status.value]
+    validation = record.validation or {}
+    if validation and record.status in (JobStatus.REJECTED, JobStatus.QUEUED, JobStatus.SUBMITTING):
+        counts = validation.get("error_counts") or {}
+        errors = sum(n for c, n in counts.items() if c.startswith("E_"))
+        parts.append("valid" if validation.get("valid") else f"invalid: {errors} error(s) {sorted(counts)[:4]}")
+    metrics = (record.tuning or {}).get("metrics") or {}
+    if record.status is JobStatus.RUNNING and metrics.get("step") is not None:
+        total = metrics.get("total_steps")
+        parts.append(f"step {metrics['step']}/{total}" if total else f"step {metrics['step']}")
+        loss = metrics.get("train_total_loss")
+        if isinstance(loss, (int, float)):
+            parts.append(f"loss {loss:.3f}")
+    smoke = record.smoke_test or {}
+    if smoke:
+        parts.append("smoke test " + ("PASSED" if smoke.get("passed") else "FAILED"))
+    cleanup = record.cleanup or {}
+    if cleanup.get("retired"):
+        parts.append(f"retired {len(cleanup['retired'])} superseded model(s)")
+    if cleanup.get("retired_by"):
+        parts.append("model retired")
+    return "  ".join(parts)
+
+
+def _finished(record: JobRecord, expect_retirement: bool) -> bool:
+    if not record.status.is_terminal:
+        return False
+    if record.status is not JobStatus.SUCCEEDED:
+        return not record.has_pending_outbox
+    smoke = record.smoke_test
+    if not smoke:
+        return False
+    if expect_retirement and smoke.get("passed") and record.dataset.name.endswith("/v2.jsonl"):
+        return bool(record.cleanup)
+    return True
+
+
+def run_demo(options: DemoOptions, say: Say = print) -> DemoResult:
+    """Run the whole pipeline once; raises DemoTimeoutError if it does not finish in time."""
+    started = time.monotonic()
+    say(f"starting the local stack in {options.state_dir} (emulators, tuning server, functions) ...")
+    stack = LocalStack(
+        options.state_dir,
+        components=StackComponents.FULL,
+        poll_interval=options.poll_interval,
+        model_map=options.model_map,
+        on_progress=lambda message: say(f"  {message}"),
+    )
+    stack.start()
+    try:
+        return _run(stack, options, say, started)
+    finally:
+        if options.keep:
+            say(f"stack kept running; use it with:  eval $(sftpilot local env --state-dir {options.state_dir})")
+            say(f"stop it with:                     sftpilot local down --state-dir {options.state_dir}")
+        else:
+            say("stopping the local stack ...")
+            stack.stop()
+
+
+def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> DemoResult:
+    import os  # noqa: PLC0415
+
+    from google.cloud import pubsub_v1, storage  # noqa: PLC0415
+
+    os.environ.update(stack.env())
+    settings = Settings.from_env(stack.function_environment())
+    services = Services(settings=settings)
+    say("stack is up:")
+    for name, value in sorted(stack.env().items()):
+        say(f"  {name}={value}")
+
+    subscriber = pubsub_v1.SubscriberClient()
+    watch = stack.subscription_path("demo-watch-" + str(int(time.time())))
+    subscriber.create_subscription(request={"name": watch, "topic": stack.events_topic_path})
+    events: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def on_event(message: Any) -> None:
+        message.ack()
+        try:
+            data = json.loads(message.data)
+        except ValueError:
+            data = {}
+        events.put({"attributes": dict(message.attributes), "data": data})
+
+    stream = subscriber.subscribe(watch, on_event)
+    bucket = storage.Client(project=stack.project).bucket(stack.bucket)
+    uploads = demo_uploads(settings.datasets_prefix, options.tuning_yaml)
+    for upload in uploads:
+        blob = bucket.blob(upload.object_name)
+        blob.upload_from_filename(str(upload.source))
+        say(f"uploaded gs://{stack.bucket}/{upload.object_name}" + ("" if upload.triggers_job else "  (no trigger)"))
+
+    watched = {u.object_name for u in uploads if u.triggers_job}
+    seen: list[dict[str, Any]] = []
+    lines: dict[str, str] = {}
+    records: dict[str, JobRecord] = {}
+    deadline = time.monotonic() + options.timeout_seconds
+    try:
+        while True:
+            page = services.jobs.query(JobQuery(limit=50))
+            for record in page.records:
+                if record.dataset.name not in watched:
+                    continue
+                records[record.dataset.name] = record
+                line = describe(record)
+                if lines.get(record.dataset.name) != line:
+                    lines[record.dataset.name] = line
+                    say(f"{_clock(started)}  {_short(record.dataset.name):<24} {line}")
+            while not events.empty():
+                event = events.get()
+                seen.append(event)
+                a = event["attributes"]
+                say(f"{_clock(started)}  event {a.get('type', '?'):<18} {a.get('lineage', '')} {a.get('state', '')}")
+            done = len(records) == len(watched) and all(
+                _finished(r, options.expect_retirement) for r in records.values()
+            )
+            if done:
+                break
+            if time.monotonic() > deadline:
+                pending = sorted(_short(n) for n in watched if n not in records or not _finished(records[n], True))
+                raise DemoTimeoutError(options.timeout_seconds, pending, str(stack.state_dir / "logs"))
+            time.sleep(1.0)
+        time.sleep(1.0)  # let the last events arrive
+        while not events.empty():
+            seen.append(events.get())
+    finally:
+        stream.cancel()
+        with contextlib.suppress(Exception):
+            stream.result(timeout=5)
+        with contextlib.suppress(Exception):
+            subscriber.delete_subscription(request={"subscription": watch})
+        subscriber.close()
+
+    reports_dir = options.state_dir.resolve() / "reports"
+    for blob in bucket.list_blobs(prefix=settings.reports_prefix):
+        target = reports_dir / blob.name.removeprefix(settings.reports_prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+    retired = _retired_models(services, records)
+    result = DemoResult(
+        records=records,
+        events=seen,
+        reports_dir=reports_dir,
+        retired_models=retired,
+        elapsed_seconds=time.monotonic() - started,
+        stack_env=stack.env(),
+    )
+    for line in summary(result):
+        say(line)
+    return result
+
+
+def _retired_models(services: Services, records: Mapping[str, JobRecord]) -> list[str]:
+    """Tuned models of finished jobs that the tuning server no longer has."""
+    gone = []
+    for record in records.values():
+        model = (record.tuning or {}).get("tuned_model")
+        if not model:
+            continue
+        try:
+            services.tuning.get_model(model)
+        except NotFoundError:
+            gone.append(model)
+    return gone
+
+
+def summary(result: DemoResult) -> list[str]:
+    """The closing table and where the reports are."""
+    rows = [("DATASET", "STATUS", "SMOKE TEST", "TUNED MODEL")]
+    for name, record in sorted(result.records.items()):
+        smoke = record.smoke_test or {}
+        verdict = "-" if not smoke else ("passed" if smoke.get("passed") else "failed")
+        model = (record.tuning or {}).get("tuned_model") or "-"
+        if model in result.retired_models:
+            model += " (retired)"
+        rows.append((_short(name), record.status.value, verdict, model.rsplit("/", 1)[-1]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    out = ["", "summary:"]
+    out += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    types = sorted({event["attributes"].get("type", "?") for event in result.events})
+    out.append(f"  events seen: {len(result.events)} ({', '.join(types)})")
+    out.append(f"  reports copied to {result.reports_dir}:")
+    for path in sorted(result.reports_dir.rglob("*")):
+        if path.is_file():
+            out.append(f"    {path}")
+    out.append(f"  finished in {result.elapsed_seconds:.0f}s: {'OK' if result.succeeded else 'UNEXPECTED OUTCOME'}")
+    return out
+
+
+def _short(object_name: str) -> str:
+    return "/".join(object_name.split("/")[-2:])
+
+
+def _clock(started: float) -> str:
+    elapsed = int(time.monotonic() - started)
+    return f"[{elapsed // 60:02d}:{elapsed % 60:02d}]"
