@@ -36,8 +36,8 @@ from shared.errors import (
 from shared.logs import log_event
 from shared.ports import Clock, JobStore, TuningBackend
 
-TokenVerifier = Callable[[str, str], Mapping[str, Any]]
-"""(token, audience) -> verified claims; raises ValueError when the token is not valid."""
+TokenVerifier = Callable[[str, list[str]], Mapping[str, Any]]
+"""(token, accepted audiences) -> verified claims; raises ValueError when the token is not valid."""
 
 _JOB_PATH = re.compile(r"^/jobs/(?P<id>[^/:]+)$")
 _CANCEL_PATH = re.compile(r"^/jobs/(?P<id>[^/:]+):cancel$")
@@ -65,7 +65,12 @@ class Authenticator:
     """Checks the ``Authorization: Bearer`` header.
 
     A request is accepted if the token equals ``static_token`` (local stack; full rights) or
-    is a Google-signed ID token for ``audience`` (GCP; cancel only for ``cancel_principals``).
+    is a Google-signed ID token for one of the comma-separated ``audience`` values (GCP; cancel
+    only for ``cancel_principals``). Service accounts mint tokens for the API's URL
+    (``gcloud auth print-identity-token --audiences=URL``); user accounts cannot choose the
+    audience, so a deployment that wants people to use the CLI with their own login adds
+    gcloud's client id ``32555940559.apps.googleusercontent.com`` to the list. Cloud Run's IAM
+    check (roles/run.invoker) still applies before any request reaches this code.
     """
 
     static_token: str = ""
@@ -83,14 +88,14 @@ class Authenticator:
         if self.verifier is None or not self.audience:
             raise AuthenticationError("token not accepted")
         try:
-            claims = self.verifier(token, self.audience)
+            claims = self.verifier(token, [a.strip() for a in self.audience.split(",") if a.strip()])
         except ValueError as exc:
             raise AuthenticationError(f"invalid identity token ({exc})") from None
         email = str(claims.get("email") or claims.get("sub") or "")
         return Principal(name=email, can_cancel=email in self.cancel_principals)
 
 
-def google_id_token_verifier(token: str, audience: str) -> Mapping[str, Any]:
+def google_id_token_verifier(token: str, audience: list[str]) -> Mapping[str, Any]:
     """Verify a Google-signed OIDC token (fetches Google's public certs, cached by google-auth)."""
     from google.auth.transport import requests as google_requests  # noqa: PLC0415 - only in GCP
     from google.oauth2 import id_token  # noqa: PLC0415

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.local.stack import DEFAULT_MODEL_MAP, LocalStack, StackComponents
+from shared.cli.jobs_cmd import training_progress
 from shared.errors import NotFoundError, SftpilotError
 from shared.ports import JobQuery
 from shared.records import JobRecord
@@ -118,13 +119,8 @@ def describe(record: JobRecord) -> str:
         counts = validation.get("error_counts") or {}
         errors = sum(n for c, n in counts.items() if c.startswith("E_"))
         parts.append("valid" if validation.get("valid") else f"invalid: {errors} error(s) {sorted(counts)[:4]}")
-    metrics = (record.tuning or {}).get("metrics") or {}
-    if record.status is JobStatus.RUNNING and metrics.get("step") is not None:
-        total = metrics.get("total_steps")
-        parts.append(f"step {metrics['step']}/{total}" if total else f"step {metrics['step']}")
-        loss = metrics.get("train_total_loss")
-        if isinstance(loss, (int, float)):
-            parts.append(f"loss {loss:.3f}")
+    if record.status is JobStatus.RUNNING and (progress := training_progress(record.tuning)):
+        parts.append(progress)
     smoke = record.smoke_test or {}
     if smoke:
         parts.append("smoke test " + ("PASSED" if smoke.get("passed") else "FAILED"))

@@ -128,21 +128,36 @@ def watch_job(job_id: str, interval: float, timeout: float | None, smoke_wait: f
     sys.exit(EXIT_OK if succeeded else EXIT_FAILED)
 
 
-def progress_line(record: dict[str, Any]) -> str:
-    """One line: status, training progress and loss when known, smoke verdict when known.
+def training_progress(tuning: dict[str, Any] | None) -> str:
+    """``step 12/51  loss 1.234`` from a record's tuning view (empty when unknown).
 
-    >>> progress_line({"status": "RUNNING", "tuning": {"metrics": {"step": 3, "total_steps": 9,
-    ...     "train_total_loss": 1.23456}}})
-    'RUNNING  step 3/9  loss 1.235'
+    The view's ``metrics`` are ``{completed_steps, total_steps, latest: {train_total_loss, ...}}``.
+
+    >>> training_progress({"metrics": {"completed_steps": 3, "total_steps": 9,
+    ...     "latest": {"train_total_loss": 1.23456}}})
+    'step 3/9  loss 1.235'
     """
-    parts = [record["status"]]
-    metrics = (record.get("tuning") or {}).get("metrics") or {}
-    step, total = metrics.get("step"), metrics.get("total_steps")
+    metrics = (tuning or {}).get("metrics") or {}
+    latest = metrics.get("latest") or {}
+    parts = []
+    step, total = metrics.get("completed_steps", latest.get("step")), metrics.get("total_steps")
     if step is not None:
         parts.append(f"step {step}/{total}" if total else f"step {step}")
-    loss = metrics.get("train_total_loss")
+    loss = latest.get("train_total_loss")
     if isinstance(loss, (int, float)):
         parts.append(f"loss {loss:.3f}")
+    return "  ".join(parts)
+
+
+def progress_line(record: dict[str, Any]) -> str:
+    """One line: status, training progress while running, smoke verdict when known.
+
+    >>> progress_line({"status": "RUNNING", "tuning": {"metrics": {"completed_steps": 3, "total_steps": 9}}})
+    'RUNNING  step 3/9'
+    """
+    parts = [record["status"]]
+    if record["status"] == JobStatus.RUNNING.value and (progress := training_progress(record.get("tuning"))):
+        parts.append(progress)
     smoke = record.get("smoke_test")
     if smoke:
         parts.append("smoke test " + ("PASSED" if smoke.get("passed") else "FAILED"))
@@ -186,15 +201,16 @@ def format_record(record: dict[str, Any]) -> str:
     if record.get("error"):
         error = record["error"]
         lines.append(f"Error: {error.get('code', '')} {error.get('message', error)}")
-    metrics = tuning.get("metrics") or {}
-    if metrics:
-        lines.append(f"Training: {progress_line({'status': record['status'], 'tuning': tuning})}")
+    if progress := training_progress(tuning):
+        lines.append(f"Training: {progress}")
     lines.append("History:")
     for entry in record.get("history", []):
         lines.append(f"  {entry['at'][:19].replace('T', ' ')}  {entry['status']:<16} {entry.get('note', '')}".rstrip())
     smoke = record.get("smoke_test")
     if smoke:
         verdict = "PASSED" if smoke.get("passed") else "FAILED"
+        if smoke.get("skipped"):  # smoke_test.enabled: false (shared.completion)
+            verdict = f"skipped ({smoke['skipped']})"
         prompts = smoke.get("prompts") or []
         passed = sum(1 for p in prompts if all(c.get("passed") for c in p.get("checks", [])))
         lines.append(f"Smoke test: {verdict} ({passed}/{len(prompts)} prompts)")
@@ -218,8 +234,15 @@ def format_record(record: dict[str, Any]) -> str:
 def _cleanup_summary(cleanup: dict[str, Any]) -> str:
     if cleanup.get("skipped"):
         return f"skipped ({cleanup['skipped']})"
-    retired = cleanup.get("retired") or cleanup.get("models") or []
     if cleanup.get("retired_by"):
         return f"this job's model was retired by {cleanup['retired_by']}"
-    dry = " (dry run: nothing deleted)" if cleanup.get("dry_run") else ""
-    return f"{len(retired)} superseded model(s) retired{dry}"
+    # shared.cleanup stores the run this job triggered under "run" (targets with a status each).
+    run = cleanup.get("run") or {}
+    targets = run.get("targets") or []
+    if run.get("dry_run") or cleanup.get("dry_run"):
+        would = [t for t in targets if t.get("status") == "would_retire"]
+        return f"dry run: {len(would)} superseded model(s) would be retired (nothing deleted)"
+    retired = run.get("retired_models") or cleanup.get("retired") or cleanup.get("models") or []
+    refused = [t for t in targets if t.get("status") in {"not_managed", "failed"}]
+    extra = f", {len(refused)} left alone (not ours or failed)" if refused else ""
+    return f"{len(retired)} superseded model(s) retired{extra}"

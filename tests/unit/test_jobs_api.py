@@ -177,14 +177,18 @@ def test_oidc_principal_not_on_allow_list_cannot_cancel(ports):
         jobs=jobs,
         tuning=lambda: tuning,
         clock=utcnow,
-        auth=Authenticator(audience="https://api", cancel_principals=("ops@example.com",), verifier=verifier),
+        auth=Authenticator(
+            audience="https://api, 32555940559.apps.googleusercontent.com",
+            cancel_principals=("ops@example.com",),
+            verifier=verifier,
+        ),
     )
     rec = _store_record(jobs, "a", JobStatus.QUEUED)
     assert api.handle("GET", "/jobs", {}, "Bearer good").status == 200
     assert api.handle("GET", "/jobs", {}, "Bearer forged").status == 401
     forbidden = api.handle("POST", f"/jobs/{rec.id}:cancel", {}, "Bearer good")
     assert forbidden.status == 403
-    assert verifier_calls[0] == ("good", "https://api")
+    assert verifier_calls[0] == ("good", ["https://api", "32555940559.apps.googleusercontent.com"])
     stored = jobs.get(rec.id)
     assert stored is not None and stored.status is JobStatus.QUEUED
 
