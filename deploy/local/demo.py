@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.local.stack import DEFAULT_MODEL_MAP, LocalStack, StackComponents
-from shared.cli.jobs_cmd import training_progress
+from shared.cli.jobs_cmd import cleanup_summary, training_progress
 from shared.errors import NotFoundError, SftpilotError
 from shared.ports import JobQuery
 from shared.records import JobRecord
@@ -69,7 +69,9 @@ class DemoOptions:
     keep: bool = False
     tuning_yaml: Path | None = None
     """Replace the bundled support-bot tuning.yaml (tests use a lenient one with the tiny model)."""
-    expect_retirement: bool = True
+    expect_smoke_pass: bool = True
+    """SmolLM2 learns the support style, so its smoke tests pass and v1 is retired; the tiny
+    model learns too little for that, so with it the demo only expects the tests to have run."""
 
 
 @dataclass
@@ -85,17 +87,33 @@ class DemoResult:
     elapsed_seconds: float
     stack_env: dict[str, str]
 
-    @property
-    def succeeded(self) -> bool:
-        """v1 and v2 tuned, broken dataset rejected."""
-        statuses = {
-            name.rsplit("/", 2)[-2] + "/" + name.rsplit("/", 1)[-1]: r.status for name, r in self.records.items()
+    expect_smoke_pass: bool = True
+
+    def problems(self) -> list[str]:
+        """Where the run differs from the story the demo tells (empty = everything as expected)."""
+        by_name = {_short(name): record for name, record in self.records.items()}
+        found = []
+        expected = {
+            "support-bot/v1.jsonl": JobStatus.SUCCEEDED,
+            "support-bot/v2.jsonl": JobStatus.SUCCEEDED,
+            "broken-faq/faq.jsonl": JobStatus.REJECTED,
         }
-        return (
-            statuses.get("support-bot/v1.jsonl") is JobStatus.SUCCEEDED
-            and statuses.get("support-bot/v2.jsonl") is JobStatus.SUCCEEDED
-            and statuses.get("broken-faq/faq.jsonl") is JobStatus.REJECTED
-        )
+        for name, status in expected.items():
+            record = by_name.get(name)
+            if record is None or record.status is not status:
+                ended = record.status.value if record else "without a record"
+                found.append(f"{name} ended {ended}, expected {status.value}")
+            elif status is JobStatus.SUCCEEDED:
+                smoke = record.smoke_test or {}
+                if not smoke:
+                    found.append(f"{name} has no smoke-test result")
+                elif self.expect_smoke_pass and not smoke.get("passed"):
+                    found.append(f"{name} failed its smoke test: {'; '.join(smoke.get('reasons') or [])[:300]}")
+        v1 = by_name.get("support-bot/v1.jsonl")
+        v1_model = (v1.tuning or {}).get("tuned_model") if v1 else None
+        if self.expect_smoke_pass and v1_model and v1_model not in self.retired_models:
+            found.append(f"v1's model {v1_model} was not retired after v2 passed")
+        return found
 
 
 def demo_uploads(prefix: str, tuning_yaml: Path | None) -> list[Upload]:
@@ -124,15 +142,12 @@ def describe(record: JobRecord) -> str:
     smoke = record.smoke_test or {}
     if smoke:
         parts.append("smoke test " + ("PASSED" if smoke.get("passed") else "FAILED"))
-    cleanup = record.cleanup or {}
-    if cleanup.get("retired"):
-        parts.append(f"retired {len(cleanup['retired'])} superseded model(s)")
-    if cleanup.get("retired_by"):
-        parts.append("model retired")
+    if record.cleanup:
+        parts.append("cleanup: " + cleanup_summary(record.cleanup))
     return "  ".join(parts)
 
 
-def _finished(record: JobRecord, expect_retirement: bool) -> bool:
+def _finished(record: JobRecord) -> bool:
     if not record.status.is_terminal:
         return False
     if record.status is not JobStatus.SUCCEEDED:
@@ -140,7 +155,7 @@ def _finished(record: JobRecord, expect_retirement: bool) -> bool:
     smoke = record.smoke_test
     if not smoke:
         return False
-    if expect_retirement and smoke.get("passed") and record.dataset.name.endswith("/v2.jsonl"):
+    if smoke.get("passed") and record.dataset.name.endswith("/v2.jsonl"):
         return bool(record.cleanup)
     return True
 
@@ -222,13 +237,11 @@ def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> D
                 seen.append(event)
                 a = event["attributes"]
                 say(f"{_clock(started)}  event {a.get('type', '?'):<18} {a.get('lineage', '')} {a.get('state', '')}")
-            done = len(records) == len(watched) and all(
-                _finished(r, options.expect_retirement) for r in records.values()
-            )
+            done = len(records) == len(watched) and all(_finished(r) for r in records.values())
             if done:
                 break
             if time.monotonic() > deadline:
-                pending = sorted(_short(n) for n in watched if n not in records or not _finished(records[n], True))
+                pending = sorted(_short(n) for n in watched if n not in records or not _finished(records[n]))
                 raise DemoTimeoutError(options.timeout_seconds, pending, str(stack.state_dir / "logs"))
             time.sleep(1.0)
         time.sleep(1.0)  # let the last events arrive
@@ -255,6 +268,7 @@ def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> D
         retired_models=retired,
         elapsed_seconds=time.monotonic() - started,
         stack_env=stack.env(),
+        expect_smoke_pass=options.expect_smoke_pass,
     )
     for line in summary(result):
         say(line)
@@ -294,7 +308,11 @@ def summary(result: DemoResult) -> list[str]:
     for path in sorted(result.reports_dir.rglob("*")):
         if path.is_file():
             out.append(f"    {path}")
-    out.append(f"  finished in {result.elapsed_seconds:.0f}s: {'OK' if result.succeeded else 'UNEXPECTED OUTCOME'}")
+    problems = result.problems()
+    out.append(
+        f"  finished in {result.elapsed_seconds:.0f}s: {'everything as expected' if not problems else 'UNEXPECTED:'}"
+    )
+    out += [f"    - {problem}" for problem in problems]
     return out
 
 

@@ -224,14 +224,14 @@ def format_record(record: dict[str, Any]) -> str:
             lines.append(f"  report      {smoke['report_uri']}")
     cleanup = record.get("cleanup")
     if cleanup:
-        lines.append(f"Cleanup: {_cleanup_summary(cleanup)}")
+        lines.append(f"Cleanup: {cleanup_summary(cleanup)}")
     if record["status"] in {s.value for s in COMPLETION_STATUSES} and record.get("cancel_request"):
         req = record["cancel_request"]
         lines.append(f"Cancel requested by {req.get('by')} at {req.get('at')}")
     return "\n".join(lines)
 
 
-def _cleanup_summary(cleanup: dict[str, Any]) -> str:
+def cleanup_summary(cleanup: dict[str, Any]) -> str:
     if cleanup.get("skipped"):
         return f"skipped ({cleanup['skipped']})"
     if cleanup.get("retired_by"):
