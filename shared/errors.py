@@ -139,9 +139,7 @@ class JobNotCancellableError(SftpilotError):
     def __init__(self, job_id: str, status: str) -> None:
         self.job_id = job_id
         self.status = status
-        super().__init__(
-            f"job {job_id} is {status}: only QUEUED, SUBMITTING, PENDING or RUNNING jobs can be cancelled"
-        )
+        super().__init__(f"job {job_id} is {status}: only QUEUED, SUBMITTING, PENDING or RUNNING jobs can be cancelled")
 
 
 class AuthenticationError(SftpilotError):

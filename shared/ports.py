@@ -41,9 +41,7 @@ class BlobInfo:
 class BlobStore(Protocol):
     """Object storage (GCS)."""
 
-    def open_read(
-        self, bucket: str, name: str, generation: int | None = None
-    ) -> AbstractContextManager[IO[bytes]]:
+    def open_read(self, bucket: str, name: str, generation: int | None = None) -> AbstractContextManager[IO[bytes]]:
         """Stream an object; raises BlobNotFoundError, BlobReadError (mid-stream failures too)."""
         ...
 

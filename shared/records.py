@@ -28,10 +28,15 @@ def utcnow() -> datetime:
 
 
 def to_rfc3339(value: datetime | None) -> str | None:
-    """``2026-11-21T10:00:00.123456Z`` or None."""
+    """``2026-11-21T10:00:00.123456Z`` or None.
+
+    >>> to_rfc3339(datetime(2026, 1, 1, tzinfo=UTC))
+    '2026-01-01T00:00:00.000000Z'
+    """
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    # Always six fractional digits, so the strings sort in time order (queue_position relies on it).
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def from_rfc3339(value: str | datetime | None) -> datetime | None:
@@ -185,8 +190,7 @@ class JobRecord:
     def mark_published(self, event_id: str, at: datetime) -> JobRecord:
         """Mark one outbox entry as published."""
         entries = tuple(
-            replace(e, published_at=at) if e.event_id == event_id and e.published_at is None else e
-            for e in self.outbox
+            replace(e, published_at=at) if e.event_id == event_id and e.published_at is None else e for e in self.outbox
         )
         return replace(self, outbox=entries)
 
@@ -213,9 +217,7 @@ class JobRecord:
             "config": self.config,
             "tuning": self.tuning,
             "error": self.error,
-            "history": [
-                {"status": h.status.value, "at": to_rfc3339(h.at), "note": h.note} for h in self.history
-            ],
+            "history": [{"status": h.status.value, "at": to_rfc3339(h.at), "note": h.note} for h in self.history],
             "outbox": [
                 {
                     "event_id": o.event_id,
@@ -265,9 +267,7 @@ class JobRecord:
             tuning=data.get("tuning"),
             error=data.get("error"),
             history=tuple(
-                HistoryEntry(
-                    status=JobStatus(h["status"]), at=from_rfc3339(h["at"]) or created, note=h.get("note", "")
-                )
+                HistoryEntry(status=JobStatus(h["status"]), at=from_rfc3339(h["at"]) or created, note=h.get("note", ""))
                 for h in data.get("history", [])
             ),
             outbox=tuple(

