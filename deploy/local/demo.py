@@ -56,6 +56,8 @@ class Upload:
     source: Path
     object_name: str
     triggers_job: bool
+    after_job_started: str | None = None
+    """Upload only once this object's tuning job exists (v2 arrives while v1 trains)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,12 @@ def demo_uploads(prefix: str, tuning_yaml: Path | None) -> list[Upload]:
         Upload(bot / "v2.validation.jsonl", f"{prefix}support-bot/v2.validation.jsonl", triggers_job=False),
         Upload(bot / "v1.jsonl", f"{prefix}support-bot/v1.jsonl", triggers_job=True),
         Upload(EXAMPLES / "broken-faq" / "faq.jsonl", f"{prefix}broken-faq/faq.jsonl", triggers_job=True),
-        Upload(bot / "v2.jsonl", f"{prefix}support-bot/v2.jsonl", triggers_job=True),
+        Upload(
+            bot / "v2.jsonl",
+            f"{prefix}support-bot/v2.jsonl",
+            triggers_job=True,
+            after_job_started=f"{prefix}support-bot/v1.jsonl",
+        ),
     ]
 
 
@@ -211,10 +218,15 @@ def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> D
     stream = subscriber.subscribe(watch, on_event)
     bucket = storage.Client(project=stack.project).bucket(stack.bucket)
     uploads = demo_uploads(settings.datasets_prefix, options.tuning_yaml)
-    for upload in uploads:
-        blob = bucket.blob(upload.object_name)
-        blob.upload_from_filename(str(upload.source))
+
+    def put(upload: Upload) -> None:
+        bucket.blob(upload.object_name).upload_from_filename(str(upload.source))
         say(f"uploaded gs://{stack.bucket}/{upload.object_name}" + ("" if upload.triggers_job else "  (no trigger)"))
+
+    waiting = [u for u in uploads if u.after_job_started]
+    for upload in uploads:
+        if not upload.after_job_started:
+            put(upload)
 
     watched = {u.object_name for u in uploads if u.triggers_job}
     seen: list[dict[str, Any]] = []
@@ -232,6 +244,11 @@ def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> D
                 if lines.get(record.dataset.name) != line:
                     lines[record.dataset.name] = line
                     say(f"{_clock(started)}  {_short(record.dataset.name):<24} {line}")
+            for upload in list(waiting):
+                started_first = records.get(upload.after_job_started or "")
+                if started_first is not None and started_first.tuning_job:
+                    waiting.remove(upload)
+                    put(upload)
             while not events.empty():
                 event = events.get()
                 seen.append(event)

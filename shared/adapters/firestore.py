@@ -1,12 +1,13 @@
 """JobStore on Cloud Firestore (google-cloud-firestore); the emulator when ``FIRESTORE_EMULATOR_HOST`` is set.
 
 Storage format of ``jobs/{id}``: ``JobRecord.to_dict()``, except that ``created_at`` and
-``updated_at`` are stored as real Firestore timestamps (microsecond precision). RFC 3339
-strings would not sort correctly: ``isoformat()`` drops the fraction when it is zero, and
-``"…:00Z" > "…:00.5Z"``. Every other timestamp stays an RFC 3339 string (it is only displayed,
-never sorted on). Firestore forbids arrays directly inside arrays, which free-form JSON
-(validation stats, configs) may contain: such inner arrays are wrapped as
-``{"_sftpilot_array": [...]}`` and unwrapped on read, so any JSON round-trips.
+``updated_at`` are stored as real Firestore timestamps (microsecond precision): ordering and
+``since`` ranges then compare instants and do not depend on how strings are formatted, and the
+console shows them as dates. Every other timestamp stays an RFC 3339 string (``queue_position``
+sorts as a string because ``to_rfc3339`` always writes six fractional digits). Firestore
+forbids arrays directly inside arrays, which free-form JSON (validation stats, configs) may
+contain: such inner arrays are wrapped as ``{"_sftpilot_array": [...]}`` and unwrapped on read,
+so any JSON round-trips.
 
 Claims and updates:
 

@@ -448,7 +448,7 @@ def test_pending_too_long_publishes_job_stalled_once():
     assert event.event_id == f"{rec.id}:stalled"
     assert event.event_type == "job.stalled"
     assert event.attributes["state"] == "PENDING"
-    assert event.data["since"] == "2026-03-02T09:00:00Z"
+    assert event.data["since"] == "2026-03-02T09:00:00.000000Z"
     assert event.data["stalled_for_seconds"] == 61 * 60
     assert event.data["tuning_job"] == rec.tuning_job
     w.clock.advance(hours=5)
