@@ -63,7 +63,7 @@ class Settings:
     api_token: str = ""
     """Static bearer token accepted by the jobs API (local stack); empty = OIDC only."""
     api_audience: str = ""
-    """Expected audience of OIDC tokens on the jobs API (its URL in GCP)."""
+    """Accepted audiences of OIDC tokens on the jobs API, comma-separated (its URL in GCP)."""
     api_cancel_principals: tuple[str, ...] = field(default_factory=tuple)
     """E-mails allowed to cancel jobs through the API; empty = nobody via OIDC."""
     log_level: str = "INFO"

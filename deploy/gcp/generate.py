@@ -29,6 +29,8 @@ from deploy.gcp.config import GCP_DIR, INDEXES_FILE, SETTINGS_SOURCES, roles_tab
 from shared.settings import Settings
 
 README: Final = GCP_DIR / "README.md"
+TOP_README: Final = GCP_DIR.parents[1] / "README.md"
+"""The project README carries the same generated tables (role table with reasons, settings)."""
 VARIABLES_TF: Final = GCP_DIR / "terraform" / "variables.tf"
 SETTINGS_PY: Final = Path(__file__).resolve().parents[2] / "shared" / "settings.py"
 
@@ -209,11 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="update the generated files")
     mode.add_argument("--check", action="store_true", help="fail when a generated file is stale")
-    parser.add_argument("--readme", type=Path, action="append", help=f"README files (default {README})")
+    parser.add_argument("--readme", type=Path, action="append", help=f"README files (default {README} and {TOP_README})")
     args = parser.parse_args(argv)
     targets: list[tuple[Path, str]] = [(INDEXES_FILE, indexes_document())]
     try:
-        for readme in args.readme or [README]:
+        for readme in args.readme or [README, TOP_README]:
             targets.append((readme, render_sections(readme.read_text(encoding="utf-8"), readme)))
         stale = [path for path, text in targets if not path.exists() or path.read_text(encoding="utf-8") != text]
         if args.write:
