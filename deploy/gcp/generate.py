@@ -211,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="update the generated files")
     mode.add_argument("--check", action="store_true", help="fail when a generated file is stale")
-    parser.add_argument("--readme", type=Path, action="append", help=f"README files (default {README} and {TOP_README})")
+    parser.add_argument(
+        "--readme", type=Path, action="append", help=f"README files (default {README} and {TOP_README})"
+    )
     args = parser.parse_args(argv)
     targets: list[tuple[Path, str]] = [(INDEXES_FILE, indexes_document())]
     try:
