@@ -49,6 +49,7 @@ from shared.errors import (
     BlobReadError,
     ClaimInProgressError,
     ConfigProblem,
+    ErrorInfo,
     StoreUnavailableError,
     TuningConfigError,
     is_retryable,
@@ -193,6 +194,8 @@ def name_problem(name: str, datasets_prefix: str) -> str | None:
     "is directly in datasets/: put it in a lineage folder, e.g. 'datasets/<lineage>/v1.jsonl'"
     >>> name_problem("datasets/faq/../v1.jsonl", "datasets/")
     "contains a '..' path segment"
+    >>> name_problem("datasets/faq/..jsonl", "datasets/")
+    "has a file name made only of dots ('.'.jsonl): give the dataset a name"
     """
     relative = name[len(datasets_prefix) :]
     problem = object_path_problem(relative)
@@ -201,8 +204,12 @@ def name_problem(name: str, datasets_prefix: str) -> str | None:
     if "/" not in relative:
         example = f"{datasets_prefix}<lineage>/{relative}"
         return f"is directly in {datasets_prefix}: put it in a lineage folder, e.g. {example!r}"
-    if relative.rsplit("/", 1)[-1] == DATASET_SUFFIX:
+    stem = relative.rsplit("/", 1)[-1].removesuffix(DATASET_SUFFIX)
+    if not stem:
         return "has an empty file name"
+    if set(stem) == {"."}:
+        # the stem names the report folder: reports/<lineage>/<stem>/... must not contain '.' or '..'
+        return f"has a file name made only of dots ({stem!r}.jsonl): give the dataset a name"
     return None
 
 
@@ -368,7 +375,52 @@ class _Intake:
         except Exception as exc:
             if is_retryable(exc):
                 self.release(job_id)
-            raise
+                raise
+            return self.record_unforeseen_failure(record, exc)
+
+    def record_unforeseen_failure(self, record: JobRecord, exc: Exception) -> IntakeOutcome:
+        """A failure nobody foresaw (a bug, an unmapped client error): record it, announce it, ack.
+
+        The event is acknowledged after this (redelivery cannot fix a bug), so leaving the record
+        RECEIVED would strand it: nothing else finishes RECEIVED records. Instead it ends REJECTED
+        with the error, and ``dataset.rejected`` tells the uploader to re-upload.
+        """
+        info = ErrorInfo.from_exception(exc)
+        reason = (
+            f"sftpilot could not process this upload ({info.code}: {_clip(info.message, 200)}); "
+            "re-upload it to try again"
+        )
+        event_data = _Verdict.rejected(reason).event_data(record)
+        now, owner = self.clock(), self.owner
+
+        def reject(current: JobRecord) -> JobRecord | None:
+            held = current.lease
+            if current.status is not JobStatus.RECEIVED or (held is not None and held.owner != owner):
+                return None
+            rejected = current.transition(
+                JobStatus.REJECTED,
+                now,
+                note=_clip(reason, 300),
+                error={"code": info.code, "message": info.message, "details": {}},
+                lease=None,
+            )
+            return stage_event(rejected, EventType.DATASET_REJECTED, event_data)
+
+        try:
+            stored = self.jobs.update(record.id, reject)
+        except Exception:
+            raise exc from None  # could not even record it: let the platform redeliver
+        self.log("ERROR", "intake failed unexpectedly; dataset rejected", job_id=record.id, error=repr(exc))
+        self.publish(record.id)
+        return self.finish(
+            IntakeOutcome(
+                IntakeOutcomeKind.REJECTED,
+                reason,
+                job_id=record.id,
+                lineage=record.lineage,
+                status=stored.status,
+            )
+        )
 
     def claim(self, ref: DatasetRef, job_id: str, now: datetime) -> JobRecord | IntakeOutcome:
         """Create the record (RECEIVED + our lease) or deal with the one that exists."""

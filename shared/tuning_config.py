@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import re
+import reprlib
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -366,6 +367,9 @@ def _load_yaml(text: str | bytes, source: str) -> Any:
         return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
     except UnicodeDecodeError as exc:
         raise TuningConfigError(source, [ConfigProblem("", f"not UTF-8 text (byte {exc.start})", source)]) from None
+    except RecursionError:
+        too_deep = ConfigProblem("", "nested too deeply to be a tuning config", source)
+        raise TuningConfigError(source, [too_deep]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -450,12 +454,22 @@ class _Checker:
                 self.fail(_join(path, key), f"unknown key; known keys: {', '.join(sorted(known))}")
 
 
+def _short_repr() -> reprlib.Repr:
+    bounded = reprlib.Repr()  # Python 3.11's Repr takes no keyword arguments
+    bounded.maxlevel, bounded.maxlist, bounded.maxdict, bounded.maxstring, bounded.maxother = 3, 4, 4, 50, 50
+    return bounded
+
+
+_SHORT_REPR = _short_repr()
+
+
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean; quote it if you meant text)"
     if value is None:
         return "null"
-    text = repr(value)
+    # reprlib bounds the work too: a YAML alias bomb is tiny on disk but huge once repr()'d.
+    text = _SHORT_REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -881,7 +881,7 @@ class _Validator:
             if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
                 report(line_number, "tools", "E_TOOLS_INVALID", f"`tools` is a JSON {_json_type(tools)}")
             else:
-                measure.input_extra_tokens += estimate_text_tokens(len(orjson.dumps(tools)))
+                measure.input_extra_tokens += estimate_text_tokens(_json_length(tools))
         contents = obj.get("contents", _MISSING)
         if contents is _MISSING:
             report(line_number, "contents", "E_CONTENTS_MISSING", "the example has no `contents`")
@@ -1127,7 +1127,7 @@ class _Validator:
                 "W_FUNCTION_PART_ROLE",
                 f"`{kind}` in a {role} turn (expected in {expected_role} turns)",
             )
-        return estimate_text_tokens(len(orjson.dumps(value)))
+        return estimate_text_tokens(_json_length(value))
 
     def _check_turn_order(self, line_number: int, roles: list[str | None]) -> None:
         first, last = roles[0], roles[-1]
@@ -1365,8 +1365,36 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
+def _json_length(value: Any) -> int:
+    """Length of ``value`` as compact JSON.
+
+    orjson parses 1024 levels of nesting but serialises only 254, so deeper values are measured
+    by walking them (iteratively: recursion would hit the same wall).
+    """
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        total, stack = 0, [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                total += 2 + len(item)
+                for key, child in item.items():
+                    total += len(key) + 3
+                    stack.append(child)
+            elif isinstance(item, list):
+                total += 2 + len(item)
+                stack.extend(item)
+            else:
+                total += len(str(item)) + 2
+        return total
+
+
 def _short(value: Any, limit: int = 40) -> str:
-    shown = orjson.dumps(value).decode("utf-8", errors="replace")
+    try:
+        shown = orjson.dumps(value).decode("utf-8", errors="replace")
+    except TypeError:  # nested deeper than orjson serialises
+        shown = f"a JSON {_json_type(value)} nested more than 254 levels deep"
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 

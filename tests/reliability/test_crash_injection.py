@@ -28,6 +28,7 @@ from shared.poller import PollStep
 from shared.ports import OutgoingEvent
 from shared.records import JobRecord
 from shared.states import JobStatus, TuningState
+from shared.submission import SubmitStep, submit_tuning_job
 from shared.upload_event import UploadEvent
 
 from .harness import (
@@ -238,6 +239,37 @@ def test_poller_crash_at_every_step_boundary(step: PollStep):
         assert_poll_world_settled(world)
         run_to_the_end(p)
         assert_whole_pipeline_exactly_once(p)
+
+
+@pytest.mark.parametrize("step", list(SubmitStep), ids=str)
+def test_a_poller_submission_crash_at_every_submit_step_ends_with_one_job(step: SubmitStep):
+    """The poller submits QUEUED records through the same function the intake uses; crash inside it."""
+    p = Pipeline(quota=1)
+    first = p.upload("datasets/faq/v1.jsonl", examples(20, "v1"))
+    p.deliver(first)
+    queued = p.upload("datasets/faq/v2.jsonl", examples(20, "v2"))
+    assert p.deliver(queued).kind is IntakeOutcomeKind.QUEUED
+    p.finish(p.record(first))  # capacity frees: a poller submits v2 ...
+    record = p.record(queued)
+    assert record.status is JobStatus.QUEUED
+    with pytest.raises(SimulatedCrash):  # ... and dies inside the submission
+        submit_tuning_job(
+            record.id,
+            jobs=p.jobs,
+            tuning=p.tuning,
+            deployment=p.settings.deployment,
+            clock=p.clock,
+            owner="poller-dead",
+            lease_seconds=p.settings.lease_seconds,
+            after_step=crash_once(step),
+        )
+    p.clock.advance(p.settings.lease_seconds + 1)
+    p.settle()
+    stored = p.record(queued)
+    assert stored.status is JobStatus.PENDING
+    assert [j.name for j in p.jobs_labelled(stored.id)] == [stored.tuning_job]
+    run_to_the_end(p)
+    assert_whole_pipeline_exactly_once(p)
 
 
 # --- completion ----------------------------------------------------------------------------------

@@ -111,12 +111,16 @@ def h() -> Harness:
     return Harness()
 
 
+class InstanceKilled(BaseException):
+    """The instance dies: like a real crash, no ``except Exception`` in the code under test sees it."""
+
+
 def crash_at(step: IntakeStep):
     """An after_step hook that kills the invocation right after ``step``."""
 
     def hook(at: IntakeStep) -> None:
         if at is step:
-            raise RuntimeError(f"killed after {at}")
+            raise InstanceKilled(f"killed after {at}")
 
     return hook
 
@@ -333,7 +337,7 @@ CRASH_STEPS = [
 @pytest.mark.parametrize("step", CRASH_STEPS)
 def test_a_crash_at_any_step_still_ends_with_exactly_one_job(h, step):
     event = h.upload("datasets/faq/v1.jsonl", examples(20))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InstanceKilled):
         h.deliver(event, after_step=crash_at(step))
     h.clock.advance(h.settings.lease_seconds + 1)  # the crashed invocation's lease runs out
     outcome = h.deliver(event)
@@ -350,7 +354,7 @@ def test_a_crash_at_any_step_still_ends_with_exactly_one_job(h, step):
 )
 def test_a_crash_while_rejecting_still_announces_exactly_once(h, step):
     event = h.upload("datasets/faq/v1.jsonl", BAD_ROLE * 20)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InstanceKilled):
         h.deliver(event, after_step=crash_at(step))
     h.clock.advance(h.settings.lease_seconds + 1)
     h.deliver(event)
@@ -361,7 +365,7 @@ def test_a_crash_while_rejecting_still_announces_exactly_once(h, step):
 
 def test_a_verdict_recorded_before_a_crash_is_not_validated_again(h):
     event = h.upload("datasets/faq/v1.jsonl", examples(20))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InstanceKilled):
         h.deliver(event, after_step=crash_at(IntakeStep.VERDICT_RECORDED))
     h.clock.advance(h.settings.lease_seconds + 1)
     steps: list[IntakeStep] = []
@@ -466,7 +470,7 @@ def test_stale_event_is_recorded_as_dropped_and_not_processed(h):
 
 def test_stale_redelivery_of_an_abandoned_claim_drops_it(h):
     event = h.upload("datasets/faq/v1.jsonl", examples(20))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InstanceKilled):
         h.deliver(event, after_step=crash_at(IntakeStep.CLAIMED))
     h.clock.advance(h.settings.max_event_age_seconds + 10)
     assert h.deliver(event).kind is IntakeOutcomeKind.DROPPED_STALE

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from deploy.local.trainer.dataset import read_conversations
 from deploy.local.trainer.errors import (
     DatasetError,
     DatasetParseError,
@@ -63,7 +64,8 @@ class TrainRequest:
     """One tuning job: LoRA (or a full fine-tune) of ``model_dir`` on a Gemini SFT JSONL file.
 
     ``precision="auto"`` uses bf16 autocast where the CPU supports bf16 natively, else fp32.
-    ``num_threads=None`` uses every core this process may run on.
+    ``num_threads=None`` picks from the model size and the machine's load
+    (``threads.default_num_threads``).
     """
 
     model_dir: Path
@@ -228,9 +230,21 @@ def train(
     ``on_step`` after every optimizer step, ``should_stop`` before every step.
     Raises ``DatasetError`` (``DatasetParseError`` for a bad line) and ``TrainingCancelled``.
     """
+    # A broken file fails in milliseconds, before the torch stack is imported (~3-10 s).
+    for path in (request.train_path, request.validation_path):
+        if path is not None:
+            check_dataset_parses(path)
     from deploy.local.trainer.engine import run_training  # noqa: PLC0415 - torch loads only when training
 
     return run_training(request, on_step=on_step, should_stop=should_stop, on_data_stats=on_data_stats)
+
+
+def check_dataset_parses(path: Path) -> int:
+    """Read every line of ``path``; returns the example count or raises ``DatasetError``."""
+    count = sum(1 for _ in read_conversations(path))
+    if count == 0:
+        raise EmptyDatasetError(path, "the file holds no examples")
+    return count
 
 
 def _jsonable(value: Any) -> Any:

@@ -8,8 +8,8 @@ where the CPU has native bf16, AdamW with a linear decay to zero, one checkpoint
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from deploy.local.trainer.api import (
 from deploy.local.trainer.dataset import read_conversations
 from deploy.local.trainer.errors import EmptyDatasetError, TrainingCancelled
 from deploy.local.trainer.formatting import IGNORE_INDEX, EncodedExample, encode_conversation
+from deploy.local.trainer.threads import default_num_threads
 
 CHECKPOINTS_DIR = "checkpoints"
 # The final norm is trained alongside LoRA: a tiny random model stalls without it, and for a
@@ -64,8 +65,6 @@ def run_training(
     """See ``deploy.local.trainer.api.train``."""
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     stop_requested = should_stop or (lambda: False)
-    torch.set_num_threads(request.num_threads or default_num_threads())
-
     tokenizer = load_tokenizer(request.model_dir)
     train_set = encode_file(tokenizer, request.train_path, request.max_seq_len)
     validation_set = (
@@ -73,19 +72,8 @@ def run_training(
         if request.validation_path is not None
         else None
     )
-    steps_per_epoch = math.ceil(len(train_set.examples) / request.batch_size)
-    total_steps = steps_per_epoch * request.epochs
-    data_stats = DataStats(
-        example_count=train_set.example_count,
-        step_count=total_steps,
-        total_billable_tokens=train_set.token_count * request.epochs,
-        total_tuning_characters=train_set.character_count,
-        truncated_example_count=len(train_set.truncated_indices),
-        truncated_example_indices=list(train_set.truncated_indices),
-        skipped_non_text_part_count=train_set.skipped_non_text_parts,
-        dropped_example_count=train_set.dropped_count,
-        validation_example_count=len(validation_set.examples) if validation_set else 0,
-    )
+    data_stats = describe_data(train_set, validation_set, request)
+    total_steps = data_stats.step_count
     if on_data_stats is not None:
         on_data_stats(data_stats)
     if stop_requested():
@@ -93,6 +81,8 @@ def run_training(
 
     torch.manual_seed(request.seed)
     model = AutoModelForCausalLM.from_pretrained(str(request.model_dir), dtype=torch.float32)
+    parameter_count = sum(parameter.numel() for parameter in model.parameters())
+    torch.set_num_threads(request.num_threads or default_num_threads(parameter_count))
     model.config.use_cache = False
     model = make_trainable(model, request)
     model.train()
@@ -130,26 +120,16 @@ def run_training(
                 eval_loss, eval_accuracy = evaluate(
                     model, validation_set.examples, request, pad_id, stop_requested, completed_steps=step
                 )
-                step_metrics = StepMetrics(
-                    **{
-                        **step_metrics.to_dict(),
-                        "eval_total_loss": eval_loss,
-                        "eval_fraction_of_correct_next_step_preds": eval_accuracy,
-                    }
+                step_metrics = dataclasses.replace(
+                    step_metrics,
+                    eval_total_loss=eval_loss,
+                    eval_fraction_of_correct_next_step_preds=eval_accuracy,
                 )
             metrics.append(step_metrics)
             if on_step is not None:
                 on_step(step_metrics)
         checkpoints.append(save_checkpoint(model, tokenizer, request, epoch=epoch, step=step))
     return TrainResult(checkpoints=checkpoints, data_stats=data_stats, metrics=metrics)
-
-
-def default_num_threads() -> int:
-    """Every core this process may use (other processes share them, so never more)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def cpu_supports_bf16() -> bool:
@@ -209,6 +189,22 @@ def encode_file(tokenizer: Any, path: Path, max_seq_len: int) -> EncodedDataset:
         truncated_indices=truncated,
         dropped_count=dropped,
         skipped_non_text_parts=skipped,
+    )
+
+
+def describe_data(train_set: EncodedDataset, validation_set: EncodedDataset | None, request: TrainRequest) -> DataStats:
+    """What the job will train on and what it costs (billable tokens = dataset tokens x epochs)."""
+    steps_per_epoch = math.ceil(len(train_set.examples) / request.batch_size)
+    return DataStats(
+        example_count=train_set.example_count,
+        step_count=steps_per_epoch * request.epochs,
+        total_billable_tokens=train_set.token_count * request.epochs,
+        total_tuning_characters=train_set.character_count,
+        truncated_example_count=len(train_set.truncated_indices),
+        truncated_example_indices=list(train_set.truncated_indices),
+        skipped_non_text_part_count=train_set.skipped_non_text_parts,
+        dropped_example_count=train_set.dropped_count,
+        validation_example_count=len(validation_set.examples) if validation_set else 0,
     )
 
 

@@ -72,10 +72,11 @@ class Generator:
     also makes the generator safe to share between request threads.
     """
 
-    def __init__(self, max_loaded_models: int = 2) -> None:
+    def __init__(self, max_loaded_models: int = 2, num_threads: int | None = None) -> None:
         if max_loaded_models < 1:
             raise InvalidGenerationConfigError("max_loaded_models", "must be >= 1")
         self._max_loaded = max_loaded_models
+        self._num_threads = num_threads  # None: decided per call (model size, machine load)
         self._loaded: OrderedDict[tuple[str, str | None, int], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self.load_count = 0  # how many times weights were read from disk (observable caching)
@@ -102,6 +103,7 @@ class Generator:
         parsed = parse_contents(contents, system_instruction)
         with self._lock:
             loaded = self._get(model_dir, adapter_dir)
+            loaded.use_threads(self._num_threads)
             return loaded.generate(parsed, temperature, top_p, top_k, max_output_tokens, seed)
 
     def clear(self) -> None:

@@ -20,6 +20,7 @@ from deploy.local.trainer.generate import (
     GenerationResult,
     PromptTooLongError,
 )
+from deploy.local.trainer.threads import default_num_threads
 
 
 @dataclass
@@ -30,6 +31,11 @@ class LoadedModel:
     tokenizer: Any
     stop_token_ids: frozenset[int]
     context_window: int
+    parameter_count: int
+
+    def use_threads(self, num_threads: int | None) -> None:
+        """Set torch's thread count for the next call (``None``: ``default_num_threads``)."""
+        torch.set_num_threads(num_threads or default_num_threads(self.parameter_count))
 
     def generate(
         self,
@@ -98,6 +104,7 @@ def load(model_dir: Path, adapter_dir: Path | None) -> LoadedModel:
         tokenizer=tokenizer,
         stop_token_ids=frozenset(stop_ids),
         context_window=int(getattr(model.config, "max_position_embeddings", 2048)),
+        parameter_count=sum(parameter.numel() for parameter in model.parameters()),
     )
 
 

@@ -72,6 +72,7 @@ def test_a_server_crash_mid_training_restarts_the_job_and_keeps_models_and_endpo
                 training_dataset_uri=str(tuning_datasets.format_train),
                 display_name="survives-restarts",
                 epochs=3,
+                adapter_size=8,
                 learning_rate_multiplier=TINY_TEACHING_MULTIPLIER,
                 export_last_checkpoint_only=True,
                 labels={"managed-by": "sftpilot-tests"},
@@ -96,6 +97,13 @@ def test_a_server_crash_mid_training_restarts_the_job_and_keeps_models_and_endpo
         assert done.state is TuningState.SUCCEEDED, done.error_message
         assert done.metrics["completed_steps"] == done.metrics["total_steps"] == 18
         assert json.loads(job_file.read_text())["attempt"] == 2
+        request = json.loads((job_file.parent / "attempt-2" / "request.json").read_text())
+        # what the worker was asked to do: the job's hyper-parameters (adapter size 8 = LoRA rank 8)
+        assert (request["epochs"], request["lora_rank"], request["learning_rate_multiplier"]) == (
+            3,
+            8,
+            TINY_TEACHING_MULTIPLIER,
+        )
     finally:
         server.stop()
 
@@ -171,8 +179,12 @@ def _tuning_state(server, name: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_smollm2_learns_the_support_bot_style(tmp_path):
-    """The default path: SmolLM2-135M-Instruct, real LoRA, a real dataset (about 2-4 minutes)."""
+    """The default path: SmolLM2-135M-Instruct, real LoRA, a real dataset.
+
+    About 2 minutes on an idle 2-core machine; much longer when other processes share the cores.
+    """
     server = start_tuning_server(tmp_path / "state", project=TEST_PROJECT, location=TEST_LOCATION)
     try:
         backend = backend_for(server.url)
@@ -187,7 +199,7 @@ def test_smollm2_learns_the_support_bot_style(tmp_path):
             )
         )
         started = time.monotonic()
-        done = wait_until(lambda: backend.get_job(job.name), lambda j: j.has_ended, timeout=1200)
+        done = wait_until(lambda: backend.get_job(job.name), lambda j: j.has_ended, timeout=3000)
         assert done.state is TuningState.SUCCEEDED, done.error_message
         assert done.metrics["latest"]["eval_total_loss"] > 0
         print(f"SmolLM2 job finished in {time.monotonic() - started:.0f} s")
@@ -200,6 +212,7 @@ def test_smollm2_learns_the_support_bot_style(tmp_path):
         base = [backend.generate("gemini-2.5-flash", greedy(p, tokens=24)).text for p in prompts]
         print("tuned:", tuned, "\nbase:", base)
         assert sum(answer.startswith("Hi there!") for answer in tuned) >= 3
-        assert not any(answer.startswith("Hi there!") for answer in base)
+        assert sum("Acme Support" in answer for answer in tuned) >= 3  # the sign-off, on unseen questions
+        assert not any(answer.startswith("Hi there!") or "Acme Support" in answer for answer in base)
     finally:
         server.stop()
