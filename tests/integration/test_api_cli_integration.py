@@ -1,0 +1,167 @@
+"""The jobs API on the real Firestore emulator, and the CLI through its real entry point.
+
+* ``JobsApi`` + ``FirestoreJobStore``: filters, paging with real page tokens, forged tokens,
+  cancel of a queued job (transaction + outbox on the emulator).
+* ``sftpilot jobs ...`` as a subprocess against the real ``jobs_api`` app served over HTTP
+  with the Firestore emulator behind it.
+* ``sftpilot events tail`` as a subprocess: receives an event published by the real Pub/Sub
+  adapter, then deletes its temporary subscription.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import functions_framework
+import pytest
+from google.cloud import pubsub_v1
+from werkzeug.serving import make_server
+
+import shared.wiring as wiring
+from shared.adapters.fakes import FakeTuningBackend
+from shared.adapters.firestore import FirestoreJobStore
+from shared.adapters.pubsub import PubSubPublisher
+from shared.api import Authenticator, JobsApi
+from shared.events import EventType, build_event
+from shared.records import DatasetRef, new_record, utcnow
+from shared.settings import Settings
+from shared.states import JobStatus
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SFTPILOT = [str(Path(sys.executable).with_name("sftpilot"))]
+"""The installed console script (the real entry point users run)."""
+TOKEN = "integration-token"
+
+
+@pytest.fixture
+def store(emulators, firestore_collections) -> FirestoreJobStore:
+    jobs, effects = firestore_collections
+    return FirestoreJobStore(project=emulators.project, jobs_collection=jobs, effects_collection=effects)
+
+
+def _seed(store: FirestoreJobStore, count: int, lineage: str, status: JobStatus) -> list[str]:
+    ids = []
+    base = utcnow() - timedelta(hours=1)
+    for i in range(count):
+        created = base + timedelta(seconds=i)
+        record = new_record(DatasetRef("bkt", f"datasets/{lineage}/v{i}.jsonl", 100 + i, lineage), created)
+        record = record.transition(status, created)
+        assert store.create(record)
+        ids.append(record.id)
+    return ids
+
+
+def test_api_lists_pages_filters_and_cancels_on_firestore(store):
+    queued = _seed(store, 5, "faq", JobStatus.QUEUED)
+    _seed(store, 2, "other", JobStatus.REJECTED)
+    tuning = FakeTuningBackend()
+    api = JobsApi(jobs=store, tuning=lambda: tuning, clock=utcnow, auth=Authenticator(static_token=TOKEN))
+    auth = f"Bearer {TOKEN}"
+
+    seen, token = [], None
+    while True:
+        params = {"lineage": "faq", "state": "QUEUED", "limit": "2", **({"page_token": token} if token else {})}
+        page = api.handle("GET", "/jobs", params, auth)
+        assert page.status == 200, page.body
+        seen += [job["id"] for job in page.body["jobs"]]
+        token = page.body["next_page_token"]
+        if not token:
+            break
+    assert seen == list(reversed(queued)), "newest first, every record once"
+
+    forged = api.handle("GET", "/jobs", {"page_token": "bm90LWEtdG9rZW4"}, auth)
+    assert forged.status == 400 and forged.body["error"]["details"]["parameter"] == "page_token"
+
+    cancelled = api.handle("POST", f"/jobs/{queued[0]}:cancel", {}, auth)
+    assert cancelled.status == 200 and cancelled.body["job"]["status"] == "CANCELLED"
+    record = store.get(queued[0])
+    assert record is not None and record.cancel_request is not None
+    assert [entry.event_type for entry in record.outbox] == ["job.cancelled"]
+    again = api.handle("POST", f"/jobs/{queued[0]}:cancel", {}, auth)
+    assert again.status == 409
+
+
+@pytest.fixture
+def served_api(emulators, store, monkeypatch):
+    services = wiring.Services(
+        settings=Settings.from_env(
+            {"GOOGLE_CLOUD_PROJECT": emulators.project, "SFTPILOT_BUCKET": "bkt", "SFTPILOT_API_TOKEN": TOKEN}
+        )
+    )
+    services.__dict__["jobs"] = store
+    services.__dict__["tuning"] = FakeTuningBackend()
+    monkeypatch.setattr(wiring, "_cached", services)
+    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/api.py"), "http")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+def _cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SFTPILOT, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+def test_cli_lists_and_shows_through_the_real_entry_point(store, served_api):
+    [job_id] = _seed(store, 1, "faq", JobStatus.QUEUED)
+    env = {**os.environ, "SFTPILOT_API_URL": served_api, "SFTPILOT_API_TOKEN": TOKEN}
+    listed = _cli("jobs", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert row["id"] == job_id and row["status"] == "QUEUED" and row["dataset"].endswith("v0.jsonl#100")
+    shown = _cli("jobs", "show", job_id, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Job {job_id}  QUEUED" in shown.stdout and "History:" in shown.stdout
+    missing = _cli("jobs", "show", "f" * 32, env=env)
+    assert missing.returncode == 1 and "E_RECORD_NOT_FOUND" in missing.stderr
+
+
+def test_events_tail_prints_a_real_event_and_deletes_its_subscription(emulators, pubsub_topic):
+    env = {
+        **os.environ,
+        "GOOGLE_CLOUD_PROJECT": emulators.project,
+        "SFTPILOT_EVENTS_TOPIC": pubsub_topic.topic_path,
+        "PUBSUB_EMULATOR_HOST": emulators.pubsub_host,
+    }
+    tail = subprocess.Popen(
+        [*SFTPILOT, "events", "tail", "--type", "job.succeeded", "--max-events", "1", "--timeout", "60", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert tail.stderr is not None
+        first = tail.stderr.readline()
+        assert first.startswith("tailing "), first
+        subscription = first.split(" via ")[1].split()[0]
+        publisher = PubSubPublisher(pubsub_topic.topic_path)
+        try:
+            # A type the filter excludes first (the emulator ignores filters: the CLI must not print it).
+            publisher.publish(build_event(EventType.JOB_FAILED, job_id="j0", lineage="faq", state="FAILED", data={}))
+            publisher.publish(
+                build_event(EventType.JOB_SUCCEEDED, job_id="j1", lineage="faq", state="SUCCEEDED", data={"x": 1})
+            )
+        finally:
+            publisher.close()
+        out, err = tail.communicate(timeout=90)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    assert tail.returncode == 0, err
+    [line] = out.strip().splitlines()
+    event = json.loads(line)
+    assert event["attributes"]["type"] == "job.succeeded" and event["data"]["job_id"] == "j1"
+    assert f"deleted {subscription}" in err
+    remaining = pubsub_v1.PublisherClient().list_topic_subscriptions(request={"topic": pubsub_topic.topic_path})
+    assert subscription not in list(remaining)
