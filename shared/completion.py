@@ -370,7 +370,8 @@ def _write_reports(
         if "base" in scores and "tuned" in scores:
             title = f"{record.lineage}/{record.dataset.stem} #{record.dataset.generation}: base vs tuned"
             try:
-                png = render_png(build_rouge_figure(scores, title=title))
+                ordered = {"base": scores["base"], "tuned": scores["tuned"]}  # grey base, blue tuned
+                png = render_png(build_rouge_figure(ordered, title=title))
                 ctx.blobs.write_bytes(bucket, f"{folder}/{CHART_FILE}", png, "image/png")
                 chart_uri = f"gs://{bucket}/{folder}/{CHART_FILE}"
             except Exception as exc:
