@@ -40,7 +40,7 @@ from shared.events import EventType
 from shared.outbox import stage_event
 from shared.ports import Clock, JobQuery, JobStore, ModelInfo, TuningBackend
 from shared.records import JSON, DatasetRef, JobRecord, to_rfc3339
-from shared.smoke_test import RetryPolicy, Sleep
+from shared.retry import RetryPolicy, Sleep, call_with_retries
 from shared.states import JobStatus
 
 MANAGED_BY_LABEL = "managed-by"
@@ -388,19 +388,6 @@ class TargetOutcome:
             "status": self.status.value,
             "steps": [s.to_dict() for s in self.steps],
         }
-
-
-def call_with_retries(operation: Callable[[], T], *, retry: RetryPolicy, sleep: Sleep) -> T:
-    """Run ``operation``; retry retryable errors with backoff, then let the last one propagate."""
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return operation()
-        except Exception as exc:
-            if not is_retryable(exc) or attempt >= retry.attempts:
-                raise
-            sleep(retry.backoff(attempt))
 
 
 def _is_failed_precondition(exc: BaseException) -> bool:

@@ -54,10 +54,9 @@ from shared.outbox import publish_pending, stage_event
 from shared.ports import BlobStore, Clock, EffectClaim, EffectState, JobStore, Publisher, TuningBackend
 from shared.records import JSON, JobRecord, to_rfc3339
 from shared.report_chart import build_rouge_figure, render_png
+from shared.retry import RetryPolicy, Sleep
 from shared.settings import Settings
 from shared.smoke_test import (
-    RetryPolicy,
-    Sleep,
     SmokeTestOptions,
     SmokeTestResult,
     run_smoke_test,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Protocol
 from shared.errors import BlobNotFoundError, ErrorInfo, is_retryable
 from shared.ports import BlobStore, GenerationRequest, GenerationResult, TuningBackend
 from shared.records import JSON, JobRecord
+from shared.retry import RetryPolicy, Sleep, call_with_retries
 from shared.scoring import RougeScores, mean_scores, rouge_scores
 
 DEFAULT_PROMPT = "Say hello."
@@ -71,19 +72,6 @@ class SmokeTestOptions:
             max_output_tokens=int(section.get("max_output_tokens") or defaults.max_output_tokens),
             timeout_seconds=float(section.get("timeout_seconds") or defaults.timeout_seconds),
         )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of one generate call on retryable errors (5xx, 429, timeouts, transport)."""
-
-    attempts: int = 3
-    initial_backoff_seconds: float = 1.0
-    multiplier: float = 2.0
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return float(self.initial_backoff_seconds * self.multiplier ** (attempt - 1))
 
 
 def thinking_budget_for(base_model: str) -> int | None:
@@ -422,9 +410,6 @@ def targets_for(record: JobRecord, options: SmokeTestOptions) -> tuple[list[Smok
     return targets, []
 
 
-Sleep = Callable[[float], None]
-
-
 def generate_with_retries(
     tuning: TuningBackend,
     target: str,
@@ -438,19 +423,17 @@ def generate_with_retries(
     Returns (result, attempts used, latency in seconds of the successful call). The last
     retryable error propagates once the attempts are used up; other errors propagate at once.
     """
-    attempt = 0
-    while True:
-        attempt += 1
+    attempts = 0
+
+    def attempt() -> tuple[GenerationResult, float]:
+        nonlocal attempts
+        attempts += 1
         started = time.perf_counter()
-        try:
-            result = tuning.generate(target, request)
-        except Exception as exc:
-            if not is_retryable(exc) or attempt >= retry.attempts:
-                raise
-            sleep(retry.backoff(attempt))
-            continue
-        latency = result.latency_seconds or (time.perf_counter() - started)
-        return result, attempt, latency
+        result = tuning.generate(target, request)
+        return result, time.perf_counter() - started
+
+    result, elapsed = call_with_retries(attempt, retry=retry, sleep=sleep)
+    return result, attempts, result.latency_seconds or elapsed
 
 
 # --- results -----------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ from shared.intake import IntakeOutcome, handle_upload
 from shared.poller import PollOptions, PollSummary, run_poll
 from shared.ports import OutgoingEvent, TuningJob, TuningJobSpec
 from shared.records import JobRecord, record_key
+from shared.retry import RetryPolicy
 from shared.settings import Settings
-from shared.smoke_test import RetryPolicy
 from shared.states import JobStatus, TuningState
 from shared.upload_event import FINALIZED_EVENT_TYPE, UploadEvent
 

@@ -25,7 +25,7 @@ from shared.errors import InvalidArgumentError, PermissionDeniedError, Transient
 from shared.poller import tuning_view
 from shared.ports import DeployedModelRef, TuningJobSpec
 from shared.records import DatasetRef, JobRecord
-from shared.smoke_test import RetryPolicy
+from shared.retry import RetryPolicy
 from shared.states import JobStatus, TuningState
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

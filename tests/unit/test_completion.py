@@ -24,7 +24,7 @@ from shared.events import EventType, build_event
 from shared.poller import PollOptions, run_poll
 from shared.ports import OutgoingEvent, TuningJobSpec
 from shared.records import DatasetRef, JobRecord, new_record
-from shared.smoke_test import RetryPolicy
+from shared.retry import RetryPolicy
 from shared.states import JobStatus, TuningState
 from shared.tuning_config import TuningConfig
 

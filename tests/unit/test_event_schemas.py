@@ -152,8 +152,8 @@ def _pipeline_on_fakes() -> list[OutgoingEvent]:
     from shared.completion import CompletionOptions, handle_completion
     from shared.completion_message import PUBSUB_MESSAGE_PUBLISHED, parse_completion_event
     from shared.intake import handle_upload
+    from shared.retry import RetryPolicy
     from shared.settings import Settings
-    from shared.smoke_test import RetryPolicy
     from shared.upload_event import FINALIZED_EVENT_TYPE, UploadEvent
 
     bucket = "acme-datasets"
