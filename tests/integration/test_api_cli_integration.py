@@ -165,3 +165,50 @@ def test_events_tail_prints_a_real_event_and_deletes_its_subscription(emulators,
     assert f"deleted {subscription}" in err
     remaining = pubsub_v1.PublisherClient().list_topic_subscriptions(request={"topic": pubsub_topic.topic_path})
     assert subscription not in list(remaining)
+
+
+def test_upload_validates_first_and_puts_config_and_validation_set_before_the_dataset(
+    emulators, gcs_bucket, tmp_path, monkeypatch
+):
+    from click.testing import CliRunner
+    from google.cloud import storage
+
+    from shared.cli.main import main
+
+    monkeypatch.setenv("SFTPILOT_BUCKET", gcs_bucket)
+    bot = ROOT / "examples" / "datasets" / "support-bot"
+    broken = ROOT / "examples" / "datasets" / "broken-faq" / "faq.jsonl"
+    bucket = storage.Client(project=emulators.project).bucket(gcs_bucket)
+
+    refused = CliRunner().invoke(main, ["upload", str(broken), "--lineage", "faq"])
+    assert refused.exit_code == 1 and "not uploaded" in refused.output
+    assert list(bucket.list_blobs()) == [], "bad data never reaches the bucket without --force"
+
+    done = CliRunner().invoke(
+        main,
+        [
+            "upload",
+            str(bot / "v1.jsonl"),
+            "--lineage",
+            "support-bot",
+            "--validation",
+            str(bot / "v1.validation.jsonl"),
+            "--config",
+            str(bot / "tuning.yaml"),
+            "--json",
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.output[done.output.index("{") :])
+    blobs = {b.name: b for b in bucket.list_blobs()}
+    assert set(blobs) == {
+        "datasets/support-bot/tuning.yaml",
+        "datasets/support-bot/v1.validation.jsonl",
+        "datasets/support-bot/v1.jsonl",
+    }
+    training = blobs["datasets/support-bot/v1.jsonl"]
+    assert result["uri"] == f"gs://{gcs_bucket}/datasets/support-bot/v1.jsonl#{training.generation}"
+    assert all(blob.generation < training.generation for blob in blobs.values() if blob is not training)
+
+    traversal = CliRunner().invoke(main, ["upload", str(bot / "v1.jsonl"), "--lineage", "../reports"])
+    assert traversal.exit_code == 2 and "lineage" in traversal.output
