@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -180,14 +181,31 @@ def run_demo(options: DemoOptions, say: Say = print) -> DemoResult:
     )
     stack.start()
     try:
-        return _run(stack, options, say, started)
-    finally:
+        result = _run(stack, options, say, started)
         if options.keep:
-            say(f"stack kept running; use it with:  eval $(sftpilot local env --state-dir {options.state_dir})")
-            say(f"stop it with:                     sftpilot local down --state-dir {options.state_dir}")
-        else:
-            say("stopping the local stack ...")
-            stack.stop()
+            _serve_until_interrupted(options.state_dir, say)
+        return result
+    finally:
+        say("stopping the local stack ...")
+        stack.stop()
+
+
+def _serve_until_interrupted(state_dir: Path, say: Say) -> None:
+    """Keep the stack (whose processes die with this one) up until Ctrl-C or SIGTERM."""
+    say("the stack stays up until Ctrl-C; from another shell:")
+    say(f"  eval $(sftpilot local env --state-dir {state_dir}) && sftpilot jobs list")
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> DemoResult:

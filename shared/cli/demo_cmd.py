@@ -18,7 +18,7 @@ from shared.cli.common import EXIT_FAILED, EXIT_OK, friendly_errors
     show_default=True,
     help="Where logs, pids and copied reports go.",
 )
-@click.option("--keep", is_flag=True, help="Leave the stack running afterwards (stop it with `sftpilot local down`).")
+@click.option("--keep", is_flag=True, help="Keep the stack up after the run, until Ctrl-C, to explore it with the CLI.")
 @click.option(
     "--timeout",
     type=click.FloatRange(60, None),
