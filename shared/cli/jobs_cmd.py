@@ -101,29 +101,35 @@ def cancel_job(job_id: str) -> None:
     show_default=True,
     help="After SUCCEEDED, wait this long for the smoke-test result.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Progress on stderr, the final record as JSON on stdout.")
 @friendly_errors
-def watch_job(job_id: str, interval: float, timeout: float | None, smoke_wait: float) -> None:
+def watch_job(job_id: str, interval: float, timeout: float | None, smoke_wait: float, as_json: bool) -> None:
     """Follow a job until it ends (and its smoke test is recorded). Exit 0 only if it succeeded."""
     client = jobs_client()
     started = time.monotonic()
+    ended_at: float | None = None
     last_line = ""
     while True:
         record = client.get_job(job_id)
         line = progress_line(record)
         if line != last_line:
-            click.echo(f"{time.strftime('%H:%M:%S')}  {line}")
+            click.echo(f"{time.strftime('%H:%M:%S')}  {line}", err=as_json)
             last_line = line
         status = record["status"]
-        waited = time.monotonic() - started
+        now = time.monotonic()
         if status in _TERMINAL:
+            ended_at = ended_at or now
             smoke_pending = status == JobStatus.SUCCEEDED.value and not record.get("smoke_test")
-            if not smoke_pending or waited > smoke_wait + (timeout or 0):
+            if not smoke_pending or now - ended_at > smoke_wait:
                 break
-        if timeout is not None and waited > timeout:
+        if timeout is not None and now - started > timeout:
             click.echo(f"timed out after {timeout:.0f}s; job is {status}", err=True)
             sys.exit(EXIT_FAILED)
         time.sleep(interval)
-    click.echo(format_record(record))
+    if as_json:
+        print_json(record)
+    else:
+        click.echo(format_record(record))
     succeeded = record["status"] == JobStatus.SUCCEEDED.value
     sys.exit(EXIT_OK if succeeded else EXIT_FAILED)
 

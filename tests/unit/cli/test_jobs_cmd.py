@@ -161,6 +161,23 @@ def test_watch_follows_until_terminal_and_exits_by_outcome(served):
     assert any(line.endswith("FAILED") for line in lines)
 
 
+def test_watch_json_prints_the_final_record_and_waits_for_the_smoke_test(served):
+    jobs, _ = served
+    rec = _add(jobs, "v1", JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.SUCCEEDED, tuning_job="t/1")
+    done = threading.Event()
+
+    def smoke_test_later():
+        done.wait(0.6)
+        jobs.update(rec.id, lambda r: r.with_changes(utcnow(), smoke_test={"passed": True, "prompts": []}))
+
+    threading.Thread(target=smoke_test_later, daemon=True).start()
+    result = CliRunner().invoke(main, ["jobs", "watch", rec.id, "--interval", "0.2", "--json", "--smoke-wait", "30"])
+    done.set()
+    assert result.exit_code == 0, result.output
+    final = json.loads(result.stdout)
+    assert final["id"] == rec.id and final["smoke_test"]["passed"] is True
+
+
 def test_missing_api_url_is_a_usage_error(monkeypatch):
     monkeypatch.delenv("SFTPILOT_API_URL", raising=False)
     result = CliRunner().invoke(main, ["jobs", "list"])
