@@ -88,7 +88,6 @@ class DemoResult:
     reports_dir: Path
     retired_models: list[str]
     elapsed_seconds: float
-    stack_env: dict[str, str]
 
     expect_smoke_pass: bool = True
 
@@ -302,7 +301,6 @@ def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> D
         reports_dir=reports_dir,
         retired_models=retired,
         elapsed_seconds=time.monotonic() - started,
-        stack_env=stack.env(),
         expect_smoke_pass=options.expect_smoke_pass,
     )
     for line in summary(result):

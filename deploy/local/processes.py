@@ -63,17 +63,6 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def http_answers(url: str, timeout: float = 1.0) -> bool:
-    """True when the server at ``url`` answers HTTP at all (any status code)."""
-    try:
-        with _NO_PROXY.open(url, timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
 def tcp_open(port: int, timeout: float = 0.5) -> bool:
     """True when something accepts connections on 127.0.0.1:port."""
     try:
