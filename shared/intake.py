@@ -410,6 +410,9 @@ class _Intake:
             stored = self.jobs.update(record.id, reject)
         except Exception:
             raise exc from None  # could not even record it: let the platform redeliver
+        if stored.status is not JobStatus.REJECTED:
+            # Past RECEIVED (e.g. SUBMITTING): the poller repairs and finishes those records.
+            raise exc
         self.log("ERROR", "intake failed unexpectedly; dataset rejected", job_id=record.id, error=repr(exc))
         self.publish(record.id)
         return self.finish(

@@ -38,6 +38,11 @@ from shared.settings import Settings
 from shared.states import JobStatus
 from shared.upload_event import parse_upload_event
 
+
+class InstanceKilled(BaseException):
+    """The instance dies: no ``except Exception`` in the code under test sees it."""
+
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,9 +242,9 @@ def test_crash_after_create_before_record_update_still_yields_one_job(stack: Sta
 
     def crash(step: IntakeStep) -> None:
         if step is IntakeStep.JOB_CREATED:
-            raise RuntimeError("instance killed after tunings.tune returned")
+            raise InstanceKilled("instance killed after tunings.tune returned")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InstanceKilled):
         stack.handle(event, after_step=crash)
     orphan = stack.record(event)
     assert orphan.status is JobStatus.SUBMITTING and orphan.tuning_job is None

@@ -507,3 +507,24 @@ def test_name_and_config_problems_are_reported_together(h):
     body = h.publisher.published[0].data
     assert [e["path"] for e in body["config_errors"]] == ["epochs"]
     assert body["report_uri"] is None
+
+
+def test_an_unforeseen_error_before_the_verdict_rejects_with_the_reason_instead_of_stranding(h):
+    event = h.upload("datasets/faq/v1.jsonl", examples(20))
+    h.blobs.failures.fail_next("open_read", ValueError("unexpected response (injected)"))
+    outcome = h.deliver(event)
+    assert outcome.kind is IntakeOutcomeKind.REJECTED and "E_INTERNAL" in outcome.reason
+    record = h.record(event)
+    assert record.status is JobStatus.REJECTED and record.error["code"] == "E_INTERNAL"
+    assert [e.event_type for e in h.publisher.published] == ["dataset.rejected"]
+    assert "re-upload" in h.publisher.published[0].data["reason"]
+
+
+def test_an_unforeseen_error_after_submitting_is_left_for_the_poller_to_repair(h):
+    event = h.upload("datasets/faq/v1.jsonl", examples(20))
+    h.tuning.failures.fail_next("create_job", ValueError("unexpected response (injected)"))
+    with pytest.raises(ValueError):
+        h.deliver(event)
+    record = h.record(event)
+    assert record.status is JobStatus.SUBMITTING and record.tuning_job is None
+    assert h.publisher.published == []
