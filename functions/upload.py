@@ -4,7 +4,8 @@ Parse the event, run :func:`shared.intake.handle_upload`, map the result: every 
 (submitted, queued, rejected, ignored, duplicate, dropped, failed to submit) returns normally
 so the event is acknowledged; a retryable failure (decided by :func:`shared.errors.is_retryable`)
 is re-raised, so functions-framework answers 500 and the platform redelivers; anything else is
-logged with its stable code and acknowledged (redelivery would fail the same way).
+logged with its stable code and acknowledged (redelivery would fail the same way). Invalid
+settings are the exception: the event is refused so it waits for the deployment to be fixed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import functions_framework
 
-from shared.errors import ClaimInProgressError, ErrorInfo, EventParseError, is_retryable
+from shared.errors import ClaimInProgressError, ErrorInfo, EventParseError, SettingsError, is_retryable
 from shared.intake import handle_upload
 from shared.logs import log_event
 from shared.upload_event import from_cloud_event
@@ -31,6 +32,11 @@ def on_dataset_uploaded(event: Any) -> None:
     trace: str | None = None
     try:
         services = services_from_env()
+    except SettingsError as exc:
+        # A misconfigured deployment must not swallow uploads: fail so they wait for the fix.
+        log_event("ERROR", "settings invalid; the event will be redelivered", **_describe(exc), **_ids(event))
+        raise
+    try:
         if upload.trace_id:
             trace = f"projects/{services.settings.project}/traces/{upload.trace_id}"
         handle_upload(

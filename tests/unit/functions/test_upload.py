@@ -171,7 +171,7 @@ def test_fatal_unexpected_failure_is_logged_and_acknowledged(stack, log_lines):
     assert "corrupt document" in errors[-1]["error"]
 
 
-def test_invalid_settings_are_reported_not_crashed_on(monkeypatch, log_lines):
+def test_invalid_settings_refuse_the_event_so_it_waits_for_the_fix(monkeypatch, log_lines):
     monkeypatch.setattr(wiring, "_cached", None)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
     monkeypatch.setenv("SFTPILOT_BUCKET", "Not A Bucket")
@@ -179,6 +179,8 @@ def test_invalid_settings_are_reported_not_crashed_on(monkeypatch, log_lines):
     response = app.test_client().post(
         "/", data=json.dumps(fixture("gcs_finalized_dataset.json")), content_type=STRUCTURED
     )
-    assert response.status_code == 200
-    assert [entry["error_code"] for entry in log_lines() if entry["severity"] == "ERROR"] == ["E_SETTINGS"]
+    assert response.status_code == 500  # redelivered later instead of dropped
+    errors = [entry for entry in log_lines() if entry["severity"] == "ERROR"]
+    assert [entry["error_code"] for entry in errors] == ["E_SETTINGS"]
+    assert "SFTPILOT_BUCKET" in errors[0]["error"]
     wiring.reset_services_cache()
