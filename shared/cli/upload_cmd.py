@@ -6,7 +6,6 @@ because the training file's finalize event starts the job and intake reads the o
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -14,22 +13,28 @@ import click
 
 from shared.cli.common import EXIT_FAILED, friendly_errors, print_json
 from shared.errors import InvalidParameterError
+from shared.intake import DATASET_SUFFIX, name_problem
 from shared.records import record_key
 from shared.settings import ClientSettings
-
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+from shared.tuning_config import LINEAGE_RE
 
 
 def dataset_object_name(prefix: str, lineage: str, name: str) -> str:
-    """``datasets/<lineage>/<name>.jsonl``, refusing names that could escape the prefix.
+    """``datasets/<lineage>/<name>.jsonl``, checked with the same rules the upload trigger applies,
+    so a name it would reject (or ignore) never reaches the bucket.
 
     >>> dataset_object_name("datasets/", "faq", "v1")
     'datasets/faq/v1.jsonl'
     """
-    for label, value in (("lineage", lineage), ("name", name)):
-        if not _SEGMENT.match(value) or ".." in value:
-            raise InvalidParameterError(label, value, "letters, digits, '.', '_' or '-' (max 100, no '..')")
-    return f"{prefix}{lineage}/{name}.jsonl"
+    if not LINEAGE_RE.match(lineage):
+        expected = "1-63 lowercase letters, digits, '-' or '_' (it becomes a label)"
+        raise InvalidParameterError("lineage", lineage, expected)
+    object_name = f"{prefix}{lineage}/{name}{DATASET_SUFFIX}"
+    problem = name_problem(object_name, prefix)
+    if problem is not None or name.endswith(".validation"):
+        reason = problem or "is a validation-set name: it is picked up beside a training file, never trained on"
+        raise InvalidParameterError("name", name, f"a usable dataset name ({object_name} {reason})")
+    return object_name
 
 
 def _validate(path: Path, role: str, base_model: str | None) -> bool:
