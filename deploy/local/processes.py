@@ -153,6 +153,10 @@ class ProcessSpec:
     port: int | None = None
     url: str | None = None
     ready_timeout: float = 60.0
+    before_start: Callable[[], None] | None = None
+    """Runs before every (re)start, e.g. to remove a stale readiness file."""
+    restartable: bool = False
+    """True when the component keeps no state in memory, so a fresh process replaces it fully."""
 
 
 class ManagedProcess:
@@ -174,6 +178,8 @@ class ManagedProcess:
         """Spawn the process (does not wait for readiness)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.spec.before_start is not None:
+            self.spec.before_start()
         argv = [*_pdeathsig_prefix(), *self.spec.argv]
         env = {**os.environ, **self.spec.env}
         env.setdefault("NO_PROXY", "127.0.0.1,localhost")

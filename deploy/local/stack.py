@@ -108,6 +108,24 @@ class StackAlreadyRunningError(SftpilotError):
         )
 
 
+class ComponentDiedError(SftpilotError):
+    """A component exited and cannot (or may no longer) be restarted: the stack stops, loud."""
+
+    code = "E_LOCAL_COMPONENT_DIED"
+
+    def __init__(self, component: str, reason: str, log_path: str, log_tail: str) -> None:
+        self.component = component
+        self.reason = reason
+        self.log_path = log_path
+        self.log_tail = log_tail
+        tail = f"\n--- last lines of {log_path} ---\n{log_tail}" if log_tail else ""
+        super().__init__(f"{component} died: {reason} (log: {log_path}){tail}")
+
+
+MAX_RESTARTS = 3
+"""Restarts of one component per stack run before :meth:`LocalStack.supervise` gives up."""
+
+
 class StackComponents(Flag):
     """What to run. The emulators are always started; the rest is opt-in."""
 
@@ -210,6 +228,7 @@ class LocalStack:
         self._processes: dict[str, ManagedProcess] = {}
         self._ports: dict[str, int] = {}
         self._started = False
+        self._restarts: dict[str, int] = {}
         self._stopping = threading.Lock()
         self._atexit_registered = False
 
@@ -378,6 +397,38 @@ class LocalStack:
                 )
             )
         return rows
+
+    def supervise(self) -> list[str]:
+        """Restart stateless components that exited; raise ComponentDiedError otherwise.
+
+        The functions, the bridge, the scheduler and the tuning server (its jobs live on disk)
+        come back as fresh processes, at most MAX_RESTARTS times each. An emulator that dies
+        took its in-memory state with it, so the stack cannot go on silently: the error names
+        the component, its exit code and the end of its log. Returns one line per restart.
+        """
+        restarted = []
+        for name, proc in list(self._processes.items()):
+            code = proc.returncode()
+            if code is None:
+                continue
+            count = self._restarts.get(name, 0)
+            if not proc.spec.restartable:
+                raise ComponentDiedError(
+                    name, f"exited with code {code} (it cannot be restarted)", str(proc.log_path), proc.log_tail()
+                )
+            if count >= MAX_RESTARTS:
+                raise ComponentDiedError(
+                    name, f"exited with code {code} after {count} restart(s)", str(proc.log_path), proc.log_tail()
+                )
+            self._restarts[name] = count + 1
+            proc.stop(grace_seconds=1.0)
+            proc.start()
+            proc.wait_ready()
+            self._write_stack_file("running")
+            restarted.append(
+                f"{name} exited with code {code}; restarted ({count + 1}/{MAX_RESTARTS}), log {proc.log_path}"
+            )
+        return restarted
 
     def reset_firestore(self) -> None:
         """Delete every document of the default database (emulator-only endpoint)."""
@@ -561,6 +612,7 @@ class LocalStack:
             port=port,
             url=url,
             ready_timeout=max(self.ready_timeout, 120.0),
+            restartable=True,  # its jobs and models live under the state directory
         )
 
     def _function_spec(self, role: str, target: str, signature: str) -> ProcessSpec:
@@ -593,11 +645,11 @@ class LocalStack:
             port=port,
             url=url,
             ready_timeout=self.ready_timeout,
+            restartable=True,
         )
 
     def _bridge_spec(self) -> ProcessSpec:
         ready_file = self.state_dir / "run" / "bridge.ready"
-        ready_file.unlink(missing_ok=True)
         target = self.function_url("upload")
         assert target is not None
         argv = [
@@ -610,6 +662,8 @@ class LocalStack:
             target,
             "--ready-file",
             str(ready_file),
+            "--dead-letter-topic",
+            self.dead_letter_topic_path,
         ]
         return ProcessSpec(
             name="bridge",
@@ -618,6 +672,8 @@ class LocalStack:
             cwd=REPO_ROOT,
             ready=ready_file.exists,
             ready_timeout=self.ready_timeout,
+            before_start=lambda: ready_file.unlink(missing_ok=True),
+            restartable=True,
         )
 
     def _scheduler_spec(self) -> ProcessSpec:
@@ -641,6 +697,7 @@ class LocalStack:
             cwd=REPO_ROOT,
             ready=lambda: time.monotonic() - started > 0.3,
             ready_timeout=self.ready_timeout,
+            restartable=True,
         )
 
     def _pubsub_rest(self, method: str, path: str, body: dict[str, Any] | None, what: str) -> None:

@@ -105,12 +105,14 @@ def up(
     from deploy.local.components import MissingComponentError  # noqa: PLC0415 - CLI start-up speed
     from deploy.local.processes import ComponentStartError  # noqa: PLC0415
     from deploy.local.stack import (  # noqa: PLC0415
+        ComponentDiedError,
         LocalStack,
         StackAlreadyRunningError,
         StackComponents,
         StackSetupError,
     )
 
+    failed = False
     components = StackComponents.EMULATORS
     if not no_tuning:
         components |= StackComponents.TUNING
@@ -144,7 +146,11 @@ def up(
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_FAILED)
         _print_summary(stack, time.monotonic() - started_at)
-        _watch(stack)
+        try:
+            _watch(stack)
+        except ComponentDiedError as exc:
+            click.echo(f"\nerror: {exc}\nstopping the local stack.", err=True)
+            failed = True
     except (KeyboardInterrupt, _Shutdown) as exc:
         reason = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
         click.echo(f"\n{reason}: stopping the local stack ...", err=True)
@@ -156,6 +162,8 @@ def up(
         for sig, handler in {**stopping_handlers, **previous}.items():
             signal.signal(sig, handler)
     click.echo("local stack stopped.", err=True)
+    if failed:
+        sys.exit(EXIT_FAILED)
 
 
 @local_group.command("down")
@@ -212,14 +220,13 @@ def _watch(stack: Any) -> None:
     """Refresh the status line until interrupted; report components that die."""
     os.environ.update(stack.env())  # the job counter below talks to the emulators
     interactive = sys.stdout.isatty()
-    reported_dead: set[str] = set()
     last_line = ""
     while True:
+        # A dead component is restarted or ends `up` with its reason (ComponentDiedError):
+        # a stack that silently stopped delivering uploads is worse than one that stops.
+        for message in stack.supervise():
+            click.echo(f"\nwarning: {message}", err=True)
         rows = stack.status()
-        for row in rows:
-            if not row.alive and row.name not in reported_dead:
-                reported_dead.add(row.name)
-                click.echo(f"\nwarning: {row.name} exited with code {row.exit_code}; see {row.log}", err=True)
         parts = [f"{row.name} {'up' if row.alive else 'DOWN'}" for row in rows]
         line = f"{time.strftime('%H:%M:%S')}  {' | '.join(parts)}  || jobs: {_job_counts(stack)}"
         if interactive:
