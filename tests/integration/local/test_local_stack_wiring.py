@@ -235,3 +235,46 @@ def test_reset_firestore_deletes_every_document(wired):
 
     assert not client.collection("jobs").document("a").get().exists
     assert not client.collection("effects").document("b").get().exists
+
+
+def test_a_cjk_and_emoji_upload_is_delivered_and_a_killed_bridge_comes_back(wired, recorder_dir):
+    import signal
+
+    from google.cloud import storage
+
+    bucket = storage.Client().bucket(wired.bucket)
+
+    def delivered(name: str) -> list[dict]:
+        return [d for d in _recorded(recorder_dir, "on_dataset_uploaded") if d["data"]["name"] == name]
+
+    first = "datasets/faq/サポート-😀.jsonl"
+    bucket.blob(first).upload_from_string(b"{}\n")
+    assert _wait_until(lambda: delivered(first)), "a non-Latin-1 object name never reached the upload function"
+
+    bridge = wired._processes["bridge"]
+    os.kill(bridge.pid, signal.SIGKILL)
+    assert _wait_until(lambda: not bridge.alive(), timeout=10)
+    messages = wired.supervise()
+    assert len(messages) == 1 and messages[0].startswith("bridge exited with code")
+    assert bridge.alive()
+
+    second = "datasets/faq/再起動.jsonl"
+    bucket.blob(second).upload_from_string(b"{}\n")
+    # The emulator may still lease a message to the killed bridge's stream until the ack
+    # deadline (60 s) passes, then redelivers it to the new one, as Pub/Sub does.
+    assert _wait_until(lambda: delivered(second), timeout=120), "the restarted bridge delivers nothing"
+
+
+def test_a_dead_emulator_stops_the_stack_with_its_reason(tmp_path):
+    import signal
+
+    from deploy.local.stack import ComponentDiedError
+
+    with LocalStack(tmp_path / "s", project="died-test", components=StackComponents.EMULATORS) as stack:
+        pubsub = stack._processes["pubsub"]
+        os.kill(pubsub.pid, signal.SIGKILL)
+        assert _wait_until(lambda: not pubsub.alive(), timeout=10)
+        with pytest.raises(ComponentDiedError) as caught:
+            stack.supervise()
+    assert caught.value.component == "pubsub"
+    assert "cannot be restarted" in str(caught.value)
