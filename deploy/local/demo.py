@@ -189,10 +189,26 @@ def run_demo(options: DemoOptions, say: Say = print) -> DemoResult:
         stack.stop()
 
 
+def explore_hint(state_dir: Path, cli: str | None = None) -> list[str]:
+    """Commands that work pasted into a fresh shell, whether or not ``sftpilot`` is on the PATH.
+
+    >>> explore_hint(Path(".sftpilot/demo"), cli=".venv/bin/sftpilot")
+    ['eval "$(.venv/bin/sftpilot local env --state-dir .sftpilot/demo)"', '.venv/bin/sftpilot jobs list', '(or: make shell, then plain sftpilot ...)']
+    """
+    from shared.cli.common import cli_command  # noqa: PLC0415 - the CLI package imports this module lazily
+
+    program = cli or cli_command()
+    lines = [f'eval "$({program} local env --state-dir {state_dir})"', f"{program} jobs list"]
+    if program != "sftpilot":
+        lines.append("(or: make shell, then plain sftpilot ...)")
+    return lines
+
+
 def _serve_until_interrupted(state_dir: Path, say: Say) -> None:
     """Keep the stack (whose processes die with this one) up until Ctrl-C or SIGTERM."""
-    say("the stack stays up until Ctrl-C; from another shell:")
-    say(f"  eval $(sftpilot local env --state-dir {state_dir}) && sftpilot jobs list")
+    say("the stack stays up until Ctrl-C; from another shell in this folder:")
+    for line in explore_hint(state_dir):
+        say(f"  {line}")
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

@@ -308,12 +308,30 @@ class LocalStack:
             "SFTPILOT_EVENTS_TOPIC": self.events_topic_path,
             "SFTPILOT_TUNING_LOCATION": self.location,
         }
+        env.update(self.gcloud_env())
         if self.tuning_url:
             env["SFTPILOT_TUNING_BASE_URL"] = self.tuning_url
         if self.api_url:
             env["SFTPILOT_API_URL"] = self.api_url
             env["SFTPILOT_API_TOKEN"] = self.api_token
         return env
+
+    def gcloud_env(self) -> dict[str, str]:
+        """What the ``gcloud`` CLI needs to use this stack (``gcloud storage``, ``gcloud pubsub``).
+
+        Endpoint overrides are gcloud properties settable as ``CLOUDSDK_API_ENDPOINT_OVERRIDES_<API>``
+        (https://cloud.google.com/sdk/gcloud/reference/topic/endpoint-override); the value ends
+        with '/' (gcloud rejects a storage override without it). ``auth/disable_credentials``
+        (``CLOUDSDK_AUTH_DISABLE_CREDENTIALS``) sends no token, which the emulators ignore
+        anyway, so no ``gcloud auth login`` is needed; ``core/project`` names the emulators'
+        project (https://cloud.google.com/sdk/gcloud/reference/config).
+        """
+        return {
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": self.storage_url + "/",
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{self.pubsub_host}/",
+            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+            "CLOUDSDK_CORE_PROJECT": self.project,
+        }
 
     def function_environment(self) -> dict[str, str]:
         """The environment every function process gets (Settings reads these)."""

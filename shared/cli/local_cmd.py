@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from shared.cli.common import EXIT_FAILED, EXIT_USAGE, render_table
+from shared.cli.common import EXIT_FAILED, EXIT_USAGE, cli_command, render_table
 
 STATE_DIR_OPTION = click.option(
     "--state-dir",
@@ -188,7 +188,7 @@ def env(state_dir: Path) -> None:
 
     values = running_stack_env(state_dir)
     if values is None:
-        click.echo(f"error: no local stack is running in {state_dir} (start one with: sftpilot local up)", err=True)
+        click.echo(f"error: no local stack is running in {state_dir} (start one with: {cli_command()} local up)", err=True)
         sys.exit(EXIT_USAGE)
     for name, value in sorted(values.items()):
         click.echo(f"export {name}={shlex.quote(value)}")
@@ -205,7 +205,8 @@ def _print_summary(stack: Any, seconds: float) -> None:
         f"\nbucket  gs://{stack.bucket}   (upload datasets to datasets/<lineage>/<name>.jsonl)"
         f"\nevents  {stack.events_topic_path}   dead letters: {stack.dead_letter_topic_path}"
     )
-    click.echo('\nUse it from another shell:  eval "$(sftpilot local env' + _state_dir_arg(stack) + ')"')
+    program = cli_command()
+    click.echo(f'\nUse it from another shell:  eval "$({program} local env{_state_dir_arg(stack)})"')
     for name, value in sorted(stack.env().items()):
         click.echo(f"  export {name}={shlex.quote(value)}")
     click.echo("\nCtrl-C stops everything.\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from shared.cli.common import EXIT_FAILED, friendly_errors, print_json
+from shared.cli.common import EXIT_FAILED, cli_command, friendly_errors, print_json
 from shared.errors import InvalidParameterError
 from shared.intake import DATASET_SUFFIX, name_problem
 from shared.records import record_key
@@ -55,7 +55,11 @@ def _validate(path: Path, role: str, base_model: str | None) -> bool:
 @click.command("upload")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--lineage", required=True, help="The lineage folder (datasets/<lineage>/).")
-@click.option("--name", help="Object name without .jsonl (default: the file's stem).")
+@click.option(
+    "--name",
+    help="Object name without .jsonl (default: the file's stem, e.g. plain for plain.txt). Any name the "
+    "upload trigger accepts, including non-ASCII (UTF-8) characters.",
+)
 @click.option(
     "--validation",
     "validation_file",
@@ -85,7 +89,7 @@ def upload(
     """Validate FILE locally, then upload it to gs://$SFTPILOT_BUCKET/datasets/<lineage>/."""
     settings = ClientSettings.from_env()
     bucket_name = settings.require("bucket")
-    stem = name or file.name.removesuffix(".jsonl")
+    stem = name or file.stem  # plain.txt -> plain, v1.jsonl -> v1 (as --help says)
     object_name = dataset_object_name(settings.datasets_prefix, lineage, stem)
     valid = _validate(file, "training", base_model)
     if validation_file is not None:
@@ -113,4 +117,4 @@ def upload(
     if as_json:
         print_json(result)
     else:
-        click.echo(f"uploaded {result['uri']}\nfollow it with: sftpilot jobs watch {job_id}")
+        click.echo(f"uploaded {result['uri']}\nfollow it with: {cli_command()} jobs watch {job_id}")
