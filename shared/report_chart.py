@@ -25,9 +25,7 @@ _LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
 _COLOURS = ("#9aa0a6", "#1a73e8", "#34a853", "#fbbc04")
 
 
-def build_rouge_figure(
-    scores_by_model: Mapping[str, RougeScores], *, title: str, prompts: int | None = None
-) -> Figure:
+def build_rouge_figure(scores_by_model: Mapping[str, RougeScores], *, title: str, prompts: int | None = None) -> Figure:
     """A grouped bar chart: one group per metric, one bar per model (in mapping order).
 
     Each bar is labelled with its value; the y axis is fixed to [0, 1] so charts of different

@@ -192,8 +192,11 @@ def run_demo(options: DemoOptions, say: Say = print) -> DemoResult:
 def explore_hint(state_dir: Path, cli: str | None = None) -> list[str]:
     """Commands that work pasted into a fresh shell, whether or not ``sftpilot`` is on the PATH.
 
-    >>> explore_hint(Path(".sftpilot/demo"), cli=".venv/bin/sftpilot")
-    ['eval "$(.venv/bin/sftpilot local env --state-dir .sftpilot/demo)"', '.venv/bin/sftpilot jobs list', '(or: make shell, then plain sftpilot ...)']
+    >>> for line in explore_hint(Path(".sftpilot/demo"), cli=".venv/bin/sftpilot"):
+    ...     print(line)
+    eval "$(.venv/bin/sftpilot local env --state-dir .sftpilot/demo)"
+    .venv/bin/sftpilot jobs list
+    (or: make shell, then plain sftpilot ...)
     """
     from shared.cli.common import cli_command  # noqa: PLC0415 - the CLI package imports this module lazily
 

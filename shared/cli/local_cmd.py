@@ -188,7 +188,9 @@ def env(state_dir: Path) -> None:
 
     values = running_stack_env(state_dir)
     if values is None:
-        click.echo(f"error: no local stack is running in {state_dir} (start one with: {cli_command()} local up)", err=True)
+        click.echo(
+            f"error: no local stack is running in {state_dir} (start one with: {cli_command()} local up)", err=True
+        )
         sys.exit(EXIT_USAGE)
     for name, value in sorted(values.items()):
         click.echo(f"export {name}={shlex.quote(value)}")
