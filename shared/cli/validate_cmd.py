@@ -228,6 +228,9 @@ def render_report(report: ValidationReport) -> str:
             f"{stats.examples:,} ({stats.lines:,} lines, {stats.blank_lines:,} blank, {stats.bytes_read:,} bytes)",
         ],
     ]
+    unmeasured = stats.examples - stats.measured_examples
+    if unmeasured > 0:  # the statistics below count only the examples that could be read
+        rows.append(["measured", f"{stats.measured_examples:,} ({unmeasured:,} unreadable: no contents list)"])
     if report.foreign_format:
         rows.append(["format", f"{report.foreign_format} (not Gemini): {report.convert_command}"])
     if stats.measured_examples:
@@ -239,7 +242,7 @@ def render_report(report: ValidationReport) -> str:
             ["output tokens (est.)", _distribution(stats.output_tokens)],
             [
                 "system instruction",
-                f"{_plural(stats.examples_with_system_instruction, 'example')} "
+                f"{stats.examples_with_system_instruction:,} of {stats.measured_examples:,} measured examples "
                 f"({_percent(stats.examples_with_system_instruction, stats.measured_examples)})",
             ],
         ]
@@ -295,10 +298,6 @@ def _issue_section(title: str, issues: list[Issue], total: int) -> list[str]:
 
 def _distribution(dist: Any) -> str:
     return f"mean {dist.mean:,} / p50 {dist.p50:,} / p95 {dist.p95:,} / max {dist.max:,}"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _percent(part: int, whole: int) -> str:
