@@ -12,6 +12,15 @@
    a push subscription on the events topic to the completion function (Eventarc Pub/Sub
    trigger, retry policy + dead letters) and the scheduler loop (Cloud Scheduler -> poll).
 
+With ``persist=True`` (what ``sftpilot local up`` uses) a restart with the same state
+directory resumes: objects live on disk (fake-gcs-server's filesystem backend under
+``data/gcs``), Firestore is exported to ``data/firestore`` on every graceful stop and every
+:meth:`LocalStack.snapshot` (``local up`` takes one a minute) and imported on start, topics and
+subscriptions are recreated, the tuning server keeps its jobs under ``tuning/``, and the
+poller picks the running jobs up again. A hard kill (SIGKILL, power loss) loses the Firestore
+writes since the last snapshot and every Pub/Sub message not yet delivered (the Pub/Sub
+emulator keeps nothing on disk). :func:`wipe_state` (``sftpilot local down --wipe``) starts clean.
+
 Everything writes ``logs/<name>.log`` and ``pids/<name>.pid`` under the state directory, and
 ``stack.json`` describes ports, URLs and the environment (``sftpilot local env`` / ``down`` read
 it). :meth:`LocalStack.stop` (also run at interpreter exit) stops every process it started.
@@ -29,6 +38,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -122,6 +132,13 @@ class ComponentDiedError(SftpilotError):
         super().__init__(f"{component} died: {reason} (log: {log_path}){tail}")
 
 
+DATA_DIRS = ("data", "tuning")
+"""What a persistent stack keeps under its state directory (removed by :func:`wipe_state`)."""
+FIRESTORE_EXPORTS = Path("data/firestore")
+GCS_ROOT = Path("data/gcs")
+SNAPSHOT_INTERVAL = 60.0
+"""Seconds between Firestore snapshots while ``local up`` runs (bounds what a hard kill loses)."""
+
 MAX_RESTARTS = 3
 """Restarts of one component per stack run before :meth:`LocalStack.supervise` gives up."""
 
@@ -205,6 +222,7 @@ class LocalStack:
         on_progress: ProgressCallback | None = None,
         ready_timeout: float = 90.0,
         retry_backoff: tuple[float, float] = (1.0, 10.0),
+        persist: bool = False,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval}")
@@ -223,6 +241,8 @@ class LocalStack:
         self.sdk_root = sdk_root
         self.ready_timeout = ready_timeout
         self.retry_backoff = retry_backoff
+        self.persist = persist
+        """Keep objects and records across restarts (see the module docstring)."""
         self.api_token = secrets.token_urlsafe(24)
         self._progress = on_progress or _ignore_progress
         self._processes: dict[str, ManagedProcess] = {}
@@ -391,6 +411,10 @@ class LocalStack:
                 ["pubsub", "firestore"],
             ]
             for group in groups:
+                if group == ["gcs"] and self.persist:
+                    # Nothing writes to Firestore any more: this export is the complete state.
+                    with contextlib.suppress(StackSetupError, RuntimeError):
+                        self.snapshot()
                 members = [self._processes[name] for name in group if name in self._processes]
                 _stop_in_parallel(members)
             self._processes.clear()
@@ -415,6 +439,37 @@ class LocalStack:
                 )
             )
         return rows
+
+    def snapshot(self) -> Path | None:
+        """Export Firestore to ``data/firestore`` (persistent stacks); the newest complete export wins.
+
+        Uses the emulator's REST export (``POST /emulator/v1/projects/P:export``, the counterpart
+        of the documented ``:import``, https://cloud.google.com/datastore/docs/emulator). The
+        emulator's ``--export-on-exit`` flag
+        (https://cloud.google.com/sdk/gcloud/reference/emulators/firestore/start) logs "Failed
+        during export" when the jar is started directly, as here, so the stack exports itself
+        before it stops the emulator. Older exports are removed once the new one is complete.
+        """
+        proc = self._processes.get("firestore")
+        if not self.persist or proc is None or not proc.alive():
+            return None
+        exports = self.state_dir / FIRESTORE_EXPORTS
+        exports.mkdir(parents=True, exist_ok=True)
+        before = {p.name for p in exports.iterdir()}
+        _rest(
+            "POST",
+            f"http://{self.firestore_host}/emulator/v1/projects/{self.project}:export",
+            {"database": f"projects/{self.project}/databases/(default)", "export_directory": str(exports)},
+            "export Firestore",
+        )
+        created = [p for p in exports.iterdir() if p.name not in before and p.is_dir()]
+        if not created:
+            return None
+        newest = max(created, key=lambda p: p.stat().st_mtime)
+        for old in exports.iterdir():
+            if old != newest and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        return newest
 
     def supervise(self) -> list[str]:
         """Restart stateless components that exited; raise ComponentDiedError otherwise.
@@ -550,6 +605,10 @@ class LocalStack:
             "--host=127.0.0.1",
             f"--port={port}",
         ]
+        latest = latest_firestore_export(self.state_dir) if self.persist else None
+        if latest is not None:
+            argv.append(f"--import-data={latest}")
+            self._progress(f"restoring Firestore from {latest.parent.name}")
         return ProcessSpec(
             name="firestore",
             argv=argv,
@@ -570,8 +629,7 @@ class LocalStack:
             "127.0.0.1",
             "-port",
             str(port),
-            "-backend",
-            "memory",
+            *self._gcs_backend(),
             "-external-url",
             url,
             "-event.pubsub-project-id",
@@ -592,6 +650,14 @@ class LocalStack:
             url=url,
             ready_timeout=self.ready_timeout,
         )
+
+    def _gcs_backend(self) -> list[str]:
+        """fake-gcs-server keeps objects in memory, or on disk for a persistent stack."""
+        if not self.persist:
+            return ["-backend", "memory"]
+        root = self.state_dir / GCS_ROOT
+        root.mkdir(parents=True, exist_ok=True)
+        return ["-backend", "filesystem", "-filesystem-root", str(root)]
 
     def _tuning_spec(self) -> ProcessSpec:
         port = self._ports["tuning"]
@@ -865,6 +931,36 @@ def stop_recorded_stack(state_dir: Path, grace_seconds: float = 30.0) -> list[st
             pid_file.unlink(missing_ok=True)
     (state_dir / STACK_FILE).unlink(missing_ok=True)
     return stopped
+
+
+def latest_firestore_export(state_dir: Path) -> Path | None:
+    """The ``*.overall_export_metadata`` file of the newest complete Firestore export, or None."""
+    exports = Path(state_dir) / FIRESTORE_EXPORTS
+    if not exports.is_dir():
+        return None
+    found = [
+        meta for folder in exports.iterdir() if folder.is_dir() for meta in folder.glob("*.overall_export_metadata")
+    ]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def wipe_state(state_dir: Path) -> list[str]:
+    """Remove what a persistent stack kept (objects, records, tuning jobs); returns what was removed.
+
+    Refuses while a stack runs from ``state_dir``; logs and PID files stay.
+    """
+    state_dir = Path(state_dir)
+    info = read_stack_file(state_dir) or {}
+    pid = int(info.get("supervisor_pid", 0))
+    if pid and pid_matches(pid, info.get("supervisor_start_time")):
+        raise StackAlreadyRunningError(str(state_dir), pid)
+    removed = []
+    for name in DATA_DIRS:
+        path = state_dir / name
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(str(path))
+    return removed
 
 
 def _stop_in_parallel(procs: list[ManagedProcess]) -> None:

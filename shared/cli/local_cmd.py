@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from shared.cli.common import EXIT_FAILED, EXIT_USAGE, cli_command, render_table
+from shared.errors import SftpilotError
 
 STATE_DIR_OPTION = click.option(
     "--state-dir",
@@ -84,6 +85,11 @@ def local_group() -> None:
 @click.option("--no-tuning", is_flag=True, help="Do not start the local tuning server.")
 @click.option("--no-functions", is_flag=True, help="Do not start the functions and their event wiring.")
 @click.option(
+    "--ephemeral",
+    is_flag=True,
+    help="Keep nothing: objects and records in memory only (default: resume from the state directory).",
+)
+@click.option(
     "--sdk-root",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -99,9 +105,15 @@ def up(
     quota: int,
     no_tuning: bool,
     no_functions: bool,
+    ephemeral: bool,
     sdk_root: Path | None,
 ) -> None:
-    """Start the local stack and keep it running until Ctrl-C (or SIGTERM); then stop everything."""
+    """Start the local stack and keep it running until Ctrl-C (or SIGTERM); then stop everything.
+
+    Started again with the same --state-dir it resumes: objects, job records (as of the last
+    snapshot: graceful stop or once a minute), tuning jobs, topics and subscriptions.
+    `sftpilot local down --wipe` starts clean.
+    """
     from deploy.local.components import MissingComponentError  # noqa: PLC0415 - CLI start-up speed
     from deploy.local.processes import ComponentStartError  # noqa: PLC0415
     from deploy.local.stack import (  # noqa: PLC0415
@@ -134,6 +146,7 @@ def up(
         quota=quota,
         sdk_root=sdk_root,
         on_progress=progress,
+        persist=not ephemeral,
     )
     previous = {sig: signal.signal(sig, _raise_shutdown) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -168,16 +181,23 @@ def up(
 
 @local_group.command("down")
 @STATE_DIR_OPTION
-def down(state_dir: Path) -> None:
+@click.option("--wipe", is_flag=True, help="Also delete the kept objects, job records and tuning jobs: start clean.")
+def down(state_dir: Path, wipe: bool) -> None:
     """Stop a local stack started elsewhere (by the PIDs recorded in the state directory)."""
-    from deploy.local.stack import stop_recorded_stack  # noqa: PLC0415
+    from deploy.local.stack import stop_recorded_stack, wipe_state  # noqa: PLC0415
 
     stopped = stop_recorded_stack(state_dir)
     if not stopped:
         click.echo(f"no local stack was running in {state_dir}")
-        return
     for name in stopped:
         click.echo(f"stopped {name}")
+    if wipe:
+        try:
+            removed = wipe_state(state_dir)
+        except SftpilotError as exc:  # a stack that did not stop: never delete under it
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        click.echo(f"wiped {', '.join(removed)}" if removed else f"nothing kept in {state_dir} to wipe")
 
 
 @local_group.command("env")
@@ -222,9 +242,18 @@ def _state_dir_arg(stack: Any) -> str:
 def _watch(stack: Any) -> None:
     """Refresh the status line until interrupted; report components that die."""
     os.environ.update(stack.env())  # the job counter below talks to the emulators
+    from deploy.local.stack import SNAPSHOT_INTERVAL, StackSetupError  # noqa: PLC0415
+
     interactive = sys.stdout.isatty()
     last_line = ""
+    next_snapshot = time.monotonic() + SNAPSHOT_INTERVAL
     while True:
+        if time.monotonic() >= next_snapshot:  # bounds what a hard kill loses
+            next_snapshot = time.monotonic() + SNAPSHOT_INTERVAL
+            try:
+                stack.snapshot()
+            except StackSetupError as exc:
+                click.echo(f"\nwarning: {exc}", err=True)
         # A dead component is restarted or ends `up` with its reason (ComponentDiedError):
         # a stack that silently stopped delivering uploads is worse than one that stops.
         for message in stack.supervise():
