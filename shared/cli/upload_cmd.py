@@ -18,6 +18,9 @@ from shared.records import record_key
 from shared.settings import ClientSettings
 from shared.tuning_config import LINEAGE_RE
 
+MAX_OBJECT_NAME_BYTES = 1024
+"""Cloud Storage's limit on object names, in UTF-8 bytes (https://cloud.google.com/storage/docs/objects#naming)."""
+
 
 def dataset_object_name(prefix: str, lineage: str, name: str) -> str:
     """``datasets/<lineage>/<name>.jsonl``, checked with the same rules the upload trigger applies,
@@ -31,6 +34,8 @@ def dataset_object_name(prefix: str, lineage: str, name: str) -> str:
         raise InvalidParameterError("lineage", lineage, expected)
     object_name = f"{prefix}{lineage}/{name}{DATASET_SUFFIX}"
     problem = name_problem(object_name, prefix)
+    if problem is None and len(object_name.encode()) > MAX_OBJECT_NAME_BYTES:
+        problem = f"is {len(object_name.encode())} bytes long in UTF-8; Cloud Storage allows {MAX_OBJECT_NAME_BYTES}"
     if problem is not None or name.endswith(".validation"):
         reason = problem or "is a validation-set name: it is picked up beside a training file, never trained on"
         raise InvalidParameterError("name", name, f"a usable dataset name ({object_name} {reason})")

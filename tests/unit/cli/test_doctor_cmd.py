@@ -87,3 +87,11 @@ def test_the_command_exits_1_with_advice_and_no_traceback(tmp_path, monkeypatch)
 def test_this_machine_passes_the_real_probes():
     result = CliRunner().invoke(main, ["doctor"])
     assert result.exit_code == 0, result.output
+
+
+def test_make_demo_runs_doctor_before_the_demo_and_stops_on_its_advice():
+    makefile = (Path(__file__).resolve().parents[3] / "Makefile").read_text()
+    recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    doctor_line = next(line for line in recipe.splitlines() if "sftpilot doctor" in line)
+    assert "exit 1" in doctor_line  # a missing piece stops make before the demo starts
+    assert recipe.index("sftpilot doctor") < recipe.index("sftpilot demo")
