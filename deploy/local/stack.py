@@ -52,6 +52,7 @@ from typing import Any
 
 from deploy.local.components import Components, MissingComponentError, locate_components
 from deploy.local.processes import (
+    ComponentDiedError,
     ManagedProcess,
     ProcessSpec,
     free_port,
@@ -116,20 +117,6 @@ class StackAlreadyRunningError(SftpilotError):
             f"a local stack is already running from {state_dir} (supervisor pid {pid}); "
             f"stop it with: sftpilot local down --state-dir {state_dir}"
         )
-
-
-class ComponentDiedError(SftpilotError):
-    """A component exited and cannot (or may no longer) be restarted: the stack stops, loud."""
-
-    code = "E_LOCAL_COMPONENT_DIED"
-
-    def __init__(self, component: str, reason: str, log_path: str, log_tail: str) -> None:
-        self.component = component
-        self.reason = reason
-        self.log_path = log_path
-        self.log_tail = log_tail
-        tail = f"\n--- last lines of {log_path} ---\n{log_tail}" if log_tail else ""
-        super().__init__(f"{component} died: {reason} (log: {log_path}){tail}")
 
 
 DATA_DIRS = ("data", "tuning")

@@ -115,9 +115,8 @@ def up(
     `sftpilot local down --wipe` starts clean.
     """
     from deploy.local.components import MissingComponentError  # noqa: PLC0415 - CLI start-up speed
-    from deploy.local.processes import ComponentStartError  # noqa: PLC0415
+    from deploy.local.processes import ComponentError, ComponentStartError  # noqa: PLC0415
     from deploy.local.stack import (  # noqa: PLC0415
-        ComponentDiedError,
         LocalStack,
         StackAlreadyRunningError,
         StackComponents,
@@ -161,7 +160,7 @@ def up(
         _print_summary(stack, time.monotonic() - started_at)
         try:
             _watch(stack)
-        except ComponentDiedError as exc:
+        except ComponentError as exc:  # died for good, or a restart did not come up
             click.echo(f"\nerror: {exc}\nstopping the local stack.", err=True)
             failed = True
     except (KeyboardInterrupt, _Shutdown) as exc:

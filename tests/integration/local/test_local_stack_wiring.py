@@ -268,7 +268,7 @@ def test_a_cjk_and_emoji_upload_is_delivered_and_a_killed_bridge_comes_back(wire
 def test_a_dead_emulator_stops_the_stack_with_its_reason(tmp_path):
     import signal
 
-    from deploy.local.stack import ComponentDiedError
+    from deploy.local.processes import ComponentDiedError
 
     with LocalStack(tmp_path / "s", project="died-test", components=StackComponents.EMULATORS) as stack:
         pubsub = stack._processes["pubsub"]
