@@ -178,3 +178,22 @@ def test_children_die_with_a_killed_supervisor(tmp_path):
             up.kill()
         # Whatever happened, never leave emulators behind.
         _cli("local", "down", "--state-dir", str(state_dir))
+
+
+def test_up_stops_with_the_reason_when_an_emulator_dies(tmp_path):
+    state_dir = tmp_path / "stack"
+    up = _start_up(state_dir, "--no-tuning", "--no-functions", "--ephemeral")
+    try:
+        _wait_for_env(state_dir, up)
+        pids = _recorded_pids(state_dir)
+        os.kill(pids["pubsub"][0], signal.SIGKILL)
+
+        assert up.wait(timeout=60) == 1
+        log = (tmp_path / "stack-up.log").read_text()
+        assert "error: pubsub died: exited with code" in log and "cannot be restarted" in log
+        assert "local stack stopped." in log
+        assert _wait_all_gone(pids) == []  # the other components were stopped too
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(timeout=60)

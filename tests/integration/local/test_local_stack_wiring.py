@@ -278,3 +278,30 @@ def test_a_dead_emulator_stops_the_stack_with_its_reason(tmp_path):
             stack.supervise()
     assert caught.value.component == "pubsub"
     assert "cannot be restarted" in str(caught.value)
+
+
+def test_a_corrupt_notification_is_dead_lettered_and_the_bridge_keeps_delivering(wired, recorder_dir):
+    from google.cloud import pubsub_v1, storage
+
+    publisher = pubsub_v1.PublisherClient()
+    attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": wired.bucket, "objectId": "datasets/faq/corrupt.jsonl"}
+    publisher.publish(wired.notifications_topic_path, b"{corrupt", **attributes).result(timeout=30)
+
+    dead = _wait_until(
+        lambda: [
+            m
+            for m in pull(wired, wired.subscription_path("sftpilot-dead-letters-keep"))
+            if m["attributes"].get("objectId") == "datasets/faq/corrupt.jsonl"
+        ],
+        timeout=60,
+    )
+    assert dead, "the corrupt notification never reached the dead-letter topic"
+    assert dead[0]["data"] == b"{corrupt"
+    assert "JSONDecodeError" in dead[0]["attributes"]["bridge_error"]
+    assert wired._processes["bridge"].alive()
+
+    after = "datasets/faq/after-corrupt.jsonl"
+    storage.Client().bucket(wired.bucket).blob(after).upload_from_string(b"{}\n")
+    assert _wait_until(
+        lambda: [d for d in _recorded(recorder_dir, "on_dataset_uploaded") if d["data"]["name"] == after], timeout=60
+    )
