@@ -107,3 +107,34 @@ def test_a_restarted_stack_resumes_a_running_job_and_wipe_starts_clean(tmp_path,
         )
     finally:
         clean.stop()
+
+
+def test_a_hard_kill_keeps_objects_and_the_last_snapshot_and_loses_later_record_writes(tmp_path, saved_environ):
+    import signal
+
+    from google.cloud import firestore, storage
+
+    state_dir = tmp_path / "stack"
+    first = _stack(state_dir, StackComponents.EMULATORS).start()
+    os.environ.update(first.env())
+    db = firestore.Client(project=first.project)
+    db.collection("notes").document("before").set({"n": 1})
+    assert first.snapshot() is not None
+    db.collection("notes").document("after").set({"n": 2})
+    storage.Client(project=first.project).bucket(first.bucket).blob("datasets/faq/kept.jsonl").upload_from_string(
+        b"{}\n"
+    )
+    for proc in first._processes.values():  # what SIGKILL / power loss does: no graceful stop
+        os.killpg(proc.pid, signal.SIGKILL)
+    first.stop()  # reaps the dead processes; nothing is left to export
+
+    second = _stack(state_dir, StackComponents.EMULATORS).start()
+    try:
+        os.environ.update(second.env())
+        db = firestore.Client(project=second.project)
+        assert db.collection("notes").document("before").get().exists
+        assert not db.collection("notes").document("after").get().exists  # written after the snapshot
+        bucket = storage.Client(project=second.project).bucket(second.bucket)
+        assert bucket.blob("datasets/faq/kept.jsonl").exists()  # objects are on disk at once
+    finally:
+        second.stop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from shared.cli.common import cli_command
 
 
@@ -32,3 +34,22 @@ def test_the_hint_is_absolute_when_run_from_outside_the_clone(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     assert cli_command(str(program), path="/usr/bin", cwd=str(elsewhere)) == str(program)
+
+
+def test_make_shell_gives_a_shell_where_plain_sftpilot_is_the_clones(tmp_path):
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    if shutil.which("make") is None or not (root / ".venv" / ".installed").exists():
+        pytest.skip("needs make and an installed .venv")
+    done = subprocess.run(
+        ["make", "-s", "-C", str(root), "shell"],
+        input="command -v sftpilot; exit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SHELL": "/bin/bash", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert done.stdout.strip().splitlines()[-1] == str(root / ".venv" / "bin" / "sftpilot")
