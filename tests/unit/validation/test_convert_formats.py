@@ -114,11 +114,11 @@ def test_openai_image_parts(url: str, part: dict[str, Any]) -> None:
         (
             {
                 "messages": [
-                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}
                 ]
             },
             "openai",
-            "not gs://",
+            "neither gs://",
         ),
         ({"messages": [{"role": "tool", "content": "{}"}]}, "openai", "no known tool call"),
         (
@@ -142,7 +142,7 @@ def test_unconvertible_examples_say_why(obj: Any, fmt: str, reason: str) -> None
 @pytest.mark.parametrize(
     ("fixture", "fmt", "converted", "failed_lines"),
     [
-        ("openai_chat_6.jsonl", "openai", 4, [5, 6]),
+        ("openai_chat_6.jsonl", "openai", 5, [6]),
         ("prompt_completion_6.jsonl", "prompt-completion", 5, [6]),
         ("input_output_5.jsonl", "input-output", 5, []),
     ],

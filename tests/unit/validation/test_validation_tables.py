@@ -37,6 +37,8 @@ def test_the_issue_names_from_the_interface_exist() -> None:
 
 def test_the_table_has_the_supported_models() -> None:
     assert set(MODEL_LIMITS) == {
+        "gemini-3.5-flash",
+        "gemini-3.5-flash-lite",
         "gemini-2.5-flash",
         "gemini-2.5-flash-lite",
         "gemini-2.5-pro",
@@ -46,7 +48,8 @@ def test_the_table_has_the_supported_models() -> None:
     flash = MODEL_LIMITS["gemini-2.5-flash"]
     assert flash.max_tokens_per_example == 131_072
     assert flash.max_validation_examples == 5_000
-    assert flash.min_examples == 16 and flash.recommended_min_examples == 100
+    # no documented minimum any more (the 16 was the retired 1.0/1.5 page): only the recommendation
+    assert flash.min_examples == 0 and flash.recommended_min_examples == 100
     assert flash.max_training_examples_text == 1_000_000 and flash.max_training_examples_multimodal == 300_000
     assert flash.adapter_sizes == (1, 2, 4, 8, 16)
     assert MODEL_LIMITS["gemini-2.5-pro"].adapter_sizes == (1, 2, 4, 8)
