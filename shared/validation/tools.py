@@ -65,9 +65,22 @@ SCHEMA_KEYS: Final[frozenset[str]] = frozenset(
 DECLARATION_KEYS: Final = frozenset(
     {"name", "description", "parameters", "parametersJsonSchema", "response", "responseJsonSchema"}
 )
-TOOL_KEYS_UNCHECKED: Final = frozenset(
-    {"googleSearch", "googleSearchRetrieval", "retrieval", "codeExecution", "urlContext", "enterpriseWebSearch"}
+TOOL_KEYS: Final = frozenset(
+    {
+        "functionDeclarations",
+        "function_declarations",
+        "googleSearch",
+        "googleSearchRetrieval",
+        "retrieval",
+        "codeExecution",
+        "urlContext",
+        "enterpriseWebSearch",
+        "googleMaps",
+        "computerUse",
+    }
 )
+"""Fields of Tool (https://cloud.google.com/vertex-ai/generative-ai/docs/reference/rest/v1/Tool); only
+function declarations are checked further."""
 
 Report = Callable[..., None]
 """``report(path, code, message, hint=None)``."""
@@ -76,6 +89,14 @@ Report = Callable[..., None]
 def check_tools(tools: list[dict[str, Any]], report: Report) -> None:
     """Check every function declaration in ``tools`` (a list of objects); report problems."""
     for tool_index, tool in enumerate(tools):
+        for key in tool:
+            if key not in TOOL_KEYS:
+                report(
+                    f"tools[{tool_index}].{key}",
+                    "E_TOOLS_INVALID",
+                    f"unknown key {key[:40]!r} in a tool",
+                    f"A tool has one of: {', '.join(sorted(TOOL_KEYS))}.",
+                )
         declarations = tool.get("functionDeclarations", tool.get("function_declarations"))
         if declarations is None:
             continue
@@ -137,7 +158,8 @@ def _check_schema(path: str, schema: Any, report: Report, depth: int) -> None:
         report(
             f"{path}.type",
             code,
-            f"schema type {str(kind)[:40]!r} is not an OpenAPI type",
+            f"schema type {repr(kind[:40]) if isinstance(kind, str) else 'of JSON ' + type(kind).__name__} "
+            "is not an OpenAPI type",
             "Use one of STRING, NUMBER, INTEGER, BOOLEAN, ARRAY, OBJECT (any case).",
         )
     properties = schema.get("properties")
