@@ -6,9 +6,11 @@ Formats (the ``--from`` values of ``sftpilot convert``):
   ``system``/``developer`` messages go to ``systemInstruction``; ``assistant`` becomes ``model``;
   list ``content`` keeps its text parts, ``image_url`` parts become ``fileData`` (gs:// and
   public http(s):// URLs) or ``inlineData`` (data: URLs); a message with ``weight: 0`` makes
-  the line fail (Gemini cannot exclude one turn from training); ``tool_calls`` become ``functionCall`` parts and ``tool``
-  messages ``functionResponse`` parts of a user turn; OpenAI ``tools`` become
-  ``functionDeclarations``. Also reads the Gemini 1.0 ``messages`` format (role ``model``)
+  the line fail (Gemini cannot exclude one turn from training); ``tool_calls`` become
+  ``functionCall`` parts and ``tool`` messages ``functionResponse`` parts of a user turn; OpenAI
+  ``tools`` become ``functionDeclarations`` that pass the FunctionDeclaration rules (``tools.py``:
+  ``strict`` and non-OpenAPI schema keywords dropped, an empty object schema dropped).
+  Also reads the Gemini 1.0 ``messages`` format (role ``model``)
   and PaLM chat-bison (``context`` + ``messages`` with ``author``).
 - ``prompt-completion``: ``{"prompt", "completion"}`` (OpenAI legacy) -> one user and one model turn.
 - ``input-output``: ``{"input_text", "output_text"}`` (PaLM text-bison), also
@@ -246,10 +248,10 @@ def _gemini_line(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     renamed = False
     if isinstance(contents, list):
         for content in contents:
-            if isinstance(content, dict) and isinstance(content.get("role"), str):
-                if content["role"].strip().lower() == "assistant":
-                    content["role"] = "model"
-                    renamed = True
+            role = content.get("role") if isinstance(content, dict) else None
+            if isinstance(role, str) and role.strip().lower() == "assistant":
+                content["role"] = "model"
+                renamed = True
     return obj, ["roles_renamed"] if renamed else ["already_gemini"]
 
 
