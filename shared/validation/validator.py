@@ -965,6 +965,8 @@ class _Validator:
         value = _first_present(config, "mediaResolution")
         if value is _MISSING:
             return None
+        # Enum names are matched case-insensitively (real-world requests send "media_resolution_high").
+        value = value.upper() if isinstance(value, str) else value
         if value not in RESOLUTIONS:
             self.issue(
                 line_number,
@@ -1157,6 +1159,7 @@ class _Validator:
         """A per-part ``mediaResolution``: Gemini 3+ only (https://ai.google.dev/gemini-api/docs/media-resolution,
         read 2026-12-04: "per part (Gemini 3 only)"); a string or ``{"level": ...}``."""
         level = value.get("level") if isinstance(value, dict) else value
+        level = level.upper() if isinstance(level, str) else level
         if not isinstance(level, str) or not level.startswith("MEDIA_RESOLUTION_"):
             self.issue(
                 line_number,

@@ -112,11 +112,7 @@ def test_openai_image_parts(url: str, part: dict[str, Any]) -> None:
         ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}, "openai", "empty"),
         ({"messages": [{"role": "narrator", "content": "q"}]}, "openai", "unknown role"),
         (
-            {
-                "messages": [
-                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}
-                ]
-            },
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]},
             "openai",
             "neither gs://",
         ),
