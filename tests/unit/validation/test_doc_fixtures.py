@@ -99,7 +99,8 @@ MODEL_RULES: list[tuple[str, tuple[str, ...], bool, str | None]] = [
         "text_10_examples.jsonl",
         ("--base-model", "gemini-2.0-flash", "--adapter-size", "16"),
         False,
-        "file  adapterSize  E_ADAPTER_SIZE_UNSUPPORTED: adapter size 16 is not allowed for gemini-2.0-flash-001 (allowed: 1, 2, 4, 8)",
+        "file  adapterSize  E_ADAPTER_SIZE_UNSUPPORTED: adapter size 16 is not allowed for gemini-2.0-flash-001 "
+        "(allowed: 1, 2, 4, 8)",
     ),
     ("text_10_examples.jsonl", ("--base-model", "gemini-2.5-flash", "--adapter-size", "16"), True, None),
     (
@@ -152,7 +153,7 @@ def test_rule_fixture_verdict_exit_code_and_first_error_line(name: str) -> None:
         assert error is not None and error.startswith(first), error
 
 
-@pytest.mark.parametrize(("name", "options", "valid", "first"), MODEL_RULES, ids=lambda v: str(v))
+@pytest.mark.parametrize(("name", "options", "valid", "first"), MODEL_RULES, ids=str)
 def test_base_model_and_adapter_size_select_one_row(
     name: str, options: tuple[str, ...], valid: bool, first: str | None
 ) -> None:
