@@ -65,6 +65,7 @@ from shared.validation.limits import (
     DEFAULT_BASE_MODEL,
     MEDIA_TOKEN_ESTIMATES,
     MIME_TYPES_BY_KIND,
+    MODEL_LIMITS,
     RESOLUTIONS,
     SUPPORTED_MIME_TYPES,
     estimate_text_tokens,
@@ -1287,8 +1288,7 @@ class _Validator:
                 "baseModel",
                 "W_UNKNOWN_BASE_MODEL",
                 f"base model {options.base_model!r} is not in the limits table; "
-                f"used generic limits (known: gemini-2.5-flash, gemini-2.5-flash-lite, gemini-2.5-pro, "
-                "gemini-2.0-flash-001, gemini-2.0-flash-lite-001)",
+                f"used generic limits (known: {', '.join(MODEL_LIMITS)})",
             )
         if options.adapter_size is not None and options.adapter_size not in limits.adapter_sizes:
             allowed = ", ".join(str(size) for size in limits.adapter_sizes)
