@@ -35,7 +35,7 @@ Token estimate (an ESTIMATE, no tokenizer): ``ceil(characters / 4)`` for text ("
 about 4 characters", https://ai.google.dev/gemini-api/docs/tokens), plus per media part the
 documented per-image / per-second figures for the model family and media resolution
 (:func:`media_tokens`): Gemini 2.x images 258 tokens (64 at LOW), video 263 tokens per second
-(258 per frame at 1 fps + 32 audio; 66 + 32 at LOW), audio 32 tokens per second, PDF pages
+(66 per frame + 32 audio at LOW), audio 32 tokens per second, PDF pages
 258 tokens; Gemini 3.x (per-part resolution, https://ai.google.dev/gemini-api/docs/media-resolution)
 images 1120/560/280 tokens (HIGH/MEDIUM/LOW, default HIGH), video frames 70 tokens (280 at
 HIGH), PDF pages 560. The duration of audio/video and the page count of a PDF are not visible in
@@ -246,7 +246,7 @@ def media_tokens(kind: str, family: str, resolution: str | None) -> int:
         if kind == "image":
             return 64 if low else 258
         if kind == "video":
-            return (66 + 32 if low else 258 + 32) * 60
+            return (66 + 32 if low else 263) * 60
         if kind == "document":
             return (64 if low else 258) * 10
     else:
