@@ -89,14 +89,7 @@ Report = Callable[..., None]
 def check_tools(tools: list[dict[str, Any]], report: Report) -> None:
     """Check every function declaration in ``tools`` (a list of objects); report problems."""
     for tool_index, tool in enumerate(tools):
-        for key in tool:
-            if key not in TOOL_KEYS:
-                report(
-                    f"tools[{tool_index}].{key}",
-                    "E_TOOLS_INVALID",
-                    f"unknown key {key[:40]!r} in a tool",
-                    f"A tool has one of: {', '.join(sorted(TOOL_KEYS))}.",
-                )
+        _unknown_keys(f"tools[{tool_index}]", tool, TOOL_KEYS, "E_TOOLS_INVALID", "in a tool", report)
         declarations = tool.get("functionDeclarations", tool.get("function_declarations"))
         if declarations is None:
             continue
@@ -108,19 +101,23 @@ def check_tools(tools: list[dict[str, Any]], report: Report) -> None:
             _check_declaration(f"{path}[{index}]", declaration, report)
 
 
+def _unknown_keys(
+    path: str, mapping: dict[str, Any], allowed: frozenset[str], code: str, where: str, report: Report
+) -> None:
+    """Report every key of ``mapping`` outside ``allowed`` (the REST API rejects unknown JSON fields)."""
+    for key in mapping:
+        if key not in allowed:
+            report(
+                f"{path}.{key}", code, f"unknown key {key[:40]!r} {where}", f"Allowed: {', '.join(sorted(allowed))}."
+            )
+
+
 def _check_declaration(path: str, declaration: Any, report: Report) -> None:
     code = "E_FUNCTION_DECLARATION_INVALID"
     if not isinstance(declaration, dict):
         report(path, code, "the function declaration is not an object")
         return
-    for key in declaration:
-        if key not in DECLARATION_KEYS:
-            report(
-                f"{path}.{key}",
-                code,
-                f"unknown key {key!r} in a function declaration",
-                f"Allowed: {', '.join(sorted(DECLARATION_KEYS))}.",
-            )
+    _unknown_keys(path, declaration, DECLARATION_KEYS, code, "in a function declaration", report)
     name = declaration.get("name")
     if not isinstance(name, str) or not name:
         report(f"{path}.name", code, "the function declaration has no `name`")
@@ -143,16 +140,7 @@ def _check_schema(path: str, schema: Any, report: Report, depth: int) -> None:
     if not isinstance(schema, dict):
         report(path, code, "the schema is not an object")
         return
-    for key in schema:
-        if key not in SCHEMA_KEYS:
-            report(
-                f"{path}.{key}",
-                code,
-                f"{key!r} is not a field of the OpenAPI schema subset Gemini accepts",
-                "Remove it (e.g. JSON Schema's `strict`, `$schema`, `const`); allowed: "
-                + ", ".join(sorted(SCHEMA_KEYS))
-                + ".",
-            )
+    _unknown_keys(path, schema, SCHEMA_KEYS, code, "in the OpenAPI schema subset Gemini accepts", report)
     kind = schema.get("type")
     if kind is not None and (not isinstance(kind, str) or kind.upper() not in SCHEMA_TYPES):
         report(
