@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -288,3 +289,10 @@ def test_https_image_urls_are_kept_as_file_data() -> None:
     assert example["contents"][0]["parts"] == [
         {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/a.jpg?x=1"}}
     ]
+
+
+def test_the_gemini_1_0_messages_format_converts_to_a_valid_file() -> None:
+    source = (Path(__file__).parent / "fixtures" / "rules" / "gemini_1_0_messages.jsonl").read_bytes()
+    result, examples = convert_lines(source, "openai")
+    assert result.ok and result.converted == 2
+    assert [turn["role"] for turn in examples[0]["contents"]] == ["user", "model"]
