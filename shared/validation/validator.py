@@ -22,17 +22,22 @@ documented we warn and say so in the code's title):
 
 - errors: not UTF-8, a BOM, invalid JSON (with column), a line that is not an object, missing
   or empty ``contents``, unknown keys, roles other than ``user``/``model``, a missing role in a
-  multi-turn example, parts with zero or several data fields, empty text, ``fileData`` without
-  ``gs://`` URI or ``mimeType``, unsupported media types, a malformed ``systemInstruction``, the
-  first turn not ``user``, the last turn not ``model``, too few examples (below the model's
-  minimum), too many examples, too many validation examples, a file over the size limit, an
-  adapter size the model does not allow, a file in a foreign format.
+  multi-turn example (a turn of only functionResponse parts is the user side, as in the official
+  function-calling chat example), parts with zero or several data fields, empty text,
+  ``fileData`` whose ``fileUri`` is neither gs:// nor http(s):// or without ``mimeType``,
+  unsupported media types, too many images/audio/videos per example, a bad
+  ``generationConfig.mediaResolution`` (or different values in one file, or a per-part value
+  before Gemini 3), function declarations breaking the FunctionDeclaration rules (``tools.py``),
+  a malformed ``systemInstruction``, the first turn not ``user``, the last turn not ``model``,
+  too many examples, too many validation examples, a file over the size limit, an adapter size
+  the model does not allow, a file in a foreign format.
 - warnings: consecutive turns with the same role (undocumented: the service may merge or
   reject), an omitted role in a single-turn example (allowed by the docs; inferred as user
   then model), blank lines (skipped here; undocumented), CRLF line endings, whitespace-only
-  text (ASCII whitespace), function parts in unexpected turns, exact duplicates, examples estimated over the
-  per-example token limit (Vertex drops them instead of failing), fewer than 100 examples,
-  an unknown base model.
+  text (ASCII whitespace), function parts in unexpected turns, exact duplicates, examples
+  estimated over the per-example token limit (Vertex drops them instead of failing), fewer
+  than 100 training examples (no minimum is documented), an object ``parameters`` schema
+  without properties, an unknown base model.
 
 Line numbers are 1-based; file-level issues have ``line=None``.
 
