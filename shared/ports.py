@@ -235,6 +235,8 @@ class TuningJob:
     data_stats: JSON | None = None
     metrics: JSON | None = None
     """Training progress/metrics when the backend exposes them (steps done, losses)."""
+    detail_state: str | None = None
+    """Vertex's ``tuningJobState`` sub-state (e.g. ``TUNING_JOB_STATE_WAITING_FOR_QUOTA``), if sent."""
 
     @property
     def has_ended(self) -> bool:
