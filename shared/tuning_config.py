@@ -46,8 +46,30 @@ DISPLAY_NAME_FIELDS: Final = frozenset({"lineage", "name", "generation", "date"}
 MAX_DISPLAY_NAME_CHARS: Final = 128
 ADAPTER_SIZES: Final = (1, 2, 4, 8, 16)
 RESERVED_LABELS: Final = frozenset({"sftpilot-key", "sftpilot-lineage", "managed-by"})
-MAX_USER_LABELS: Final = 64 - len(RESERVED_LABELS)
-"""GCP allows 64 labels per resource; three are ours."""
+MAX_LABELS_PER_RESOURCE: Final = 64
+"""Labels one Google Cloud resource may carry (tuning jobs, models and endpoints alike):
+https://cloud.google.com/resource-manager/docs/labels-overview#requirements and the TuningJob
+``labels`` field, https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#TuningJob"""
+GOOGLE_LABEL_HEADROOM: Final = 8
+"""Labels left free for the ones Google adds itself (Vertex propagates labels onto resources it
+creates, e.g. https://cloud.google.com/vertex-ai/docs/pipelines/gcpc-label-propagation): a job
+whose labels fill all 64 could be refused, or lose a label, when Google adds one."""
+MAX_USER_LABELS: Final = MAX_LABELS_PER_RESOURCE - len(RESERVED_LABELS) - GOOGLE_LABEL_HEADROOM
+"""53: 64 per resource, minus sftpilot's 3 reserved labels, minus 8 kept free for Google's own."""
+
+
+def too_many_labels(count: int) -> str:
+    """The message for ``count`` user labels over :data:`MAX_USER_LABELS`, with the arithmetic.
+
+    >>> too_many_labels(60)
+    'at most 53 labels (got 60): Vertex allows 64 per resource, sftpilot sets 3 and keeps 8 free for labels Google adds'
+    """
+    return (
+        f"at most {MAX_USER_LABELS} labels (got {count}): Vertex allows {MAX_LABELS_PER_RESOURCE} per resource, "
+        f"sftpilot sets {len(RESERVED_LABELS)} and keeps {GOOGLE_LABEL_HEADROOM} free for labels Google adds"
+    )
+
+
 MAX_SMOKE_PROMPTS: Final = 50
 
 LABEL_KEY_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -577,7 +599,7 @@ def _check_labels(c: _Checker, v: Any, p: str) -> Any:
             continue
         labels[key] = value
     if len(labels) > MAX_USER_LABELS:
-        c.fail(p, f"at most {MAX_USER_LABELS} labels (got {len(labels)}); GCP allows 64 and sftpilot sets 3")
+        c.fail(p, too_many_labels(len(labels)))
     return labels
 
 
@@ -765,7 +787,7 @@ def _build(values: JSON, sources: list[str]) -> TuningConfig:
         source = ", ".join(sources)
         raise TuningConfigError(
             source,
-            [ConfigProblem("labels", f"at most {MAX_USER_LABELS} labels after merging (got {len(labels)})", source)],
+            [ConfigProblem("labels", f"{too_many_labels(len(labels))} (after merging {source})", source)],
         )
     return replace(
         TuningConfig(**top),

@@ -264,6 +264,21 @@ def test_merged_label_count_is_capped():
     with pytest.raises(TuningConfigError) as info:
         resolve_config(blobs, BUCKET, "datasets/faq/v1.jsonl", "datasets/", {"labels": many_a})
     assert info.value.problems[0].path == "labels"
+    assert "at most 53 labels (got 80)" in info.value.problems[0].message
+
+
+def test_user_labels_leave_room_for_ours_and_for_googles():
+    at_limit = {f"k{i}": "v" for i in range(53)}
+    assert len(load_tuning_yaml("labels: " + str(at_limit).replace("'", '"')).labels) == 53
+    over = {f"k{i}": "v" for i in range(54)}
+    with pytest.raises(TuningConfigError) as info:
+        load_tuning_yaml("labels: " + str(over).replace("'", '"'))
+    (problem,) = info.value.problems
+    assert problem.path == "labels"
+    assert problem.message == (
+        "at most 53 labels (got 54): Vertex allows 64 per resource, sftpilot sets 3 and keeps 8 free for labels"
+        " Google adds"
+    )
 
 
 def test_load_defaults_reads_local_and_gs_files(tmp_path):
