@@ -38,6 +38,7 @@ read it) is a JSON object::
       "error": {"code": 3, "message": "..."} | null,   # google.rpc code of the backend
       "data_stats": {...} | null,              # tuningDataStats as the backend reports it
       "metrics": {...} | null,                 # training progress when the backend has it
+      "base_model": "gemini-2.5-flash" | null, # baseModel, or preTunedModel.baseModel (continuous)
       "detail_state": "TUNING_JOB_STATE_WAITING_FOR_QUOTA" | null,  # Vertex tuningJobState
       "waiting_for_quota": true | false        # accepted, held until the concurrent-job quota frees
     }
@@ -220,6 +221,7 @@ def tuning_view(job: TuningJob) -> JSON:
         "error": error,
         "data_stats": job.data_stats,
         "metrics": job.metrics,
+        "base_model": job.base_model or None,
         "detail_state": job.detail_state,
         "waiting_for_quota": job.detail_state == WAITING_FOR_QUOTA and not job.has_ended,
     }

@@ -256,6 +256,8 @@ class GenerationRequest:
     max_output_tokens: int = 256
     thinking_budget: int | None = 0
     """0 turns thinking off on models that think (recommended for tuned 2.5 models)."""
+    thinking_level: str | None = None
+    """``MINIMAL``/``LOW``/... for families that take a level (Gemini 3); see shared.model_families."""
     timeout_seconds: float = 60.0
 
 

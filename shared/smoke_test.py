@@ -5,7 +5,11 @@ Prompts come, in this order of preference, from the dataset's ``tuning.yaml``
 validation set (the prompt is the conversation up to its last model turn, the reference is that
 model turn's text), or from ``default_prompt``. Each prompt runs on the tuned endpoint (and on
 every exported checkpoint endpoint with ``checkpoints: true``) with deterministic settings:
-temperature 0 and thinking turned off (budget 0) where the model thinks.
+temperature 0 and the least thinking the base model's family allows (budget 0 where thinking
+can be turned off, the documented minimum on 2.5 Pro, the lowest ``thinking_level`` on Gemini 3),
+with ``max_output_tokens`` raised by the thinking budget so the answer keeps its room (the facts
+and their sources are the table in :mod:`shared.model_families`). The base model comes from the
+job record (:func:`base_model_of`), also when the job tuned a tuned model.
 
 Checks are data: each kind is a small class with ``evaluate(text) -> CheckVerdict``. A prompt
 passes when its response is non-empty and every configured check passes; the smoke test passes
@@ -31,6 +35,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 from shared.errors import BlobNotFoundError, ErrorInfo, is_retryable
+from shared.model_families import GenerationSettings, generation_settings, is_tuned_model_name
 from shared.ports import BlobStore, GenerationRequest, GenerationResult, TuningBackend
 from shared.records import JSON, JobRecord
 from shared.retry import RetryPolicy, Sleep, call_with_retries
@@ -74,23 +79,26 @@ class SmokeTestOptions:
         )
 
 
-def thinking_budget_for(base_model: str) -> int | None:
-    """The lowest thinking budget a model accepts: 0 turns thinking off on 2.5 Flash/Flash-Lite.
+def base_model_of(record: JobRecord) -> str | None:
+    """The Gemini base model a record's tuned endpoint derives from, or None when unknown.
 
-    2.5 Pro cannot turn thinking off (its minimum budget is 128); models before 2.5 do not think
-    and get no thinking config at all.
+    The tuning view's ``base_model`` is what Vertex reported for the job: ``baseModel``, or for
+    a job that tuned a tuned model (continuous tuning) ``preTunedModel.baseModel``, the Gemini
+    model at the root of that chain (output only, see
+    https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#PreTunedModel).
+    The config's ``base_model`` is used when the view has none; a tuned-model name is not a
+    family and is skipped.
 
-    >>> thinking_budget_for("gemini-2.5-flash"), thinking_budget_for("gemini-2.5-pro")
-    (0, 128)
-    >>> thinking_budget_for("publishers/google/models/gemini-2.0-flash-001") is None
-    True
+    >>> from shared.records import DatasetRef, new_record, utcnow
+    >>> rec = new_record(DatasetRef("b", "datasets/faq/v1.jsonl", 7, "faq"), utcnow())
+    >>> base_model_of(rec.with_changes(utcnow(), config={"base_model": "projects/p/locations/l/models/9@1"},
+    ...                                tuning={"base_model": "gemini-2.5-pro"}))
+    'gemini-2.5-pro'
     """
-    name = base_model.rsplit("/", 1)[-1].lower()
-    if re.match(r"gemini-(1\.|2\.0)", name):
-        return None
-    if re.match(r"gemini-2\.5-pro", name):
-        return 128
-    return 0
+    for candidate in ((record.tuning or {}).get("base_model"), (record.config or {}).get("base_model")):
+        if isinstance(candidate, str) and candidate and not is_tuned_model_name(candidate):
+            return candidate
+    return None
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -505,7 +513,7 @@ def run_prompt(
     *,
     tuning: TuningBackend,
     options: SmokeTestOptions,
-    thinking_budget: int | None,
+    generation: GenerationSettings,
     retry: RetryPolicy,
     sleep: Sleep = time.sleep,
 ) -> PromptResult:
@@ -518,8 +526,9 @@ def run_prompt(
         contents=[dict(turn) for turn in prompt.contents],
         system_instruction=prompt.system_instruction,
         temperature=0.0,
-        max_output_tokens=options.max_output_tokens,
-        thinking_budget=thinking_budget,
+        max_output_tokens=generation.max_output_tokens,
+        thinking_budget=generation.thinking_budget,
+        thinking_level=generation.thinking_level,
         timeout_seconds=options.timeout_seconds,
     )
     try:
@@ -613,11 +622,10 @@ def run_smoke_test(
     retry = retry or RetryPolicy()
     selection = select_prompts(options, validation_uri=validation_set_uri(record), blobs=blobs)
     targets, problems = targets_for(record, options)
-    config = record.config or {}
-    base_model = str(config.get("base_model") or (record.tuning or {}).get("base_model") or "")
-    budget = thinking_budget_for(base_model) if base_model else 0
+    base_model = base_model_of(record) or ""
+    generation = generation_settings(base_model, answer_tokens=options.max_output_tokens)
     results = [
-        run_prompt(i, p, t, tuning=tuning, options=options, thinking_budget=budget, retry=retry, sleep=sleep)
+        run_prompt(i, p, t, tuning=tuning, options=options, generation=generation, retry=retry, sleep=sleep)
         for t in targets
         for i, p in enumerate(selection.prompts)
     ]
@@ -626,7 +634,7 @@ def run_smoke_test(
         base_target = SmokeTarget(TargetRole.BASE, base_model, "base")
         base_results = [
             run_prompt(
-                i, p, base_target, tuning=tuning, options=options, thinking_budget=budget, retry=retry, sleep=sleep
+                i, p, base_target, tuning=tuning, options=options, generation=generation, retry=retry, sleep=sleep
             )
             for i, p in enumerate(selection.prompts)
         ]

@@ -323,9 +323,13 @@ class VertexTuningBackend:
             top_k=float(request.top_k) if request.top_k is not None else None,
             max_output_tokens=request.max_output_tokens,
             system_instruction=request.system_instruction,
+            # Thinking per model family: https://cloud.google.com/vertex-ai/generative-ai/docs/thinking
             thinking_config=(
-                types.ThinkingConfig(thinking_budget=request.thinking_budget)
-                if request.thinking_budget is not None
+                types.ThinkingConfig(
+                    thinking_budget=request.thinking_budget,
+                    thinking_level=types.ThinkingLevel(request.thinking_level) if request.thinking_level else None,
+                )
+                if request.thinking_budget is not None or request.thinking_level is not None
                 else None
             ),
             http_options=types.HttpOptions(timeout=int(request.timeout_seconds * 1000)),
@@ -489,6 +493,9 @@ def job_from_wire(data: JSON) -> TuningJob:
     base_model = data.get("baseModel") or ""
     pre_tuned = data.get("preTunedModel") or {}
     if not base_model and isinstance(pre_tuned, dict):
+        # Continuous tuning: preTunedModel.baseModel (output only) names the Gemini model at the
+        # root of the chain; the tuned model's name is the fallback when Vertex leaves it out.
+        # https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#PreTunedModel
         base_model = pre_tuned.get("baseModel") or pre_tuned.get("tunedModelName") or ""
     return TuningJob(
         name=str(data.get("name") or ""),

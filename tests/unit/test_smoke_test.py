@@ -9,6 +9,7 @@ import pytest
 
 from shared.adapters.fakes import FakeBlobStore, FakeTuningBackend
 from shared.errors import BlobReadError, NotFoundError, PermissionDeniedError, TransientBackendError
+from shared.model_families import MODEL_FAMILIES, ThinkingControl, family_for, generation_settings
 from shared.records import DatasetRef, JobRecord
 from shared.smoke_test import (
     ContainsCheck,
@@ -19,13 +20,13 @@ from shared.smoke_test import (
     RetryPolicy,
     SmokeTestOptions,
     TargetRole,
+    base_model_of,
     checks_from_config,
     evaluate_checks,
     prompt_from_example,
     run_smoke_test,
     select_prompts,
     targets_for,
-    thinking_budget_for,
     validation_set_uri,
 )
 from shared.states import JobStatus
@@ -229,17 +230,75 @@ def test_validation_set_uri_comes_from_what_intake_stored():
 
 
 @pytest.mark.parametrize(
-    ("model", "budget"),
+    ("model", "budget", "level", "max_tokens"),
     [
-        ("gemini-2.5-flash", 0),
-        ("gemini-2.5-flash-lite", 0),
-        ("projects/p/locations/l/publishers/google/models/gemini-2.5-pro", 128),
-        ("gemini-2.0-flash-001", None),
-        ("gemini-1.5-pro-002", None),
+        ("gemini-2.5-flash", 0, None, 256),
+        ("gemini-2.5-flash-001", 0, None, 256),
+        ("gemini-2.5-flash-lite", 0, None, 256),
+        ("projects/p/locations/l/publishers/google/models/gemini-2.5-pro", 128, None, 256 + 128),
+        ("gemini-2.0-flash-001", None, None, 256),
+        ("gemini-1.5-pro-002", None, None, 256),
+        ("gemini-3-pro-preview", None, "LOW", 256 + 1024),
+        ("gemini-3-flash-preview", None, "MINIMAL", 256 + 512),
+        ("some-future-model", None, None, 256),
     ],
 )
-def test_thinking_is_turned_off_where_the_model_allows(model, budget):
-    assert thinking_budget_for(model) == budget
+def test_thinking_is_the_least_each_family_allows_and_output_keeps_room_for_it(model, budget, level, max_tokens):
+    settings = generation_settings(model, answer_tokens=256)
+    assert (settings.thinking_budget, settings.thinking_level, settings.max_output_tokens) == (
+        budget,
+        level,
+        max_tokens,
+    )
+
+
+def test_the_family_table_is_consistent_and_cites_its_sources():
+    assert family_for("gemini-2.5-flash-lite-001").name == "gemini-2.5-flash-lite"  # not plain flash
+    for family in MODEL_FAMILIES:
+        assert family.source.startswith("https://")
+        if family.control is ThinkingControl.BUDGET:
+            assert family.budget_problem(family.least_budget) is None
+            assert family.budget_problem(family.max_budget + 1) is not None
+        if family.control is ThinkingControl.LEVEL:
+            assert family.lowest_level == family.levels[0] and family.level_problem(family.lowest_level) is None
+    pro = family_for("gemini-2.5-pro")
+    assert pro.budget_problem(0) == "Budget 0 is invalid. gemini-2.5-pro only works in thinking mode."
+    assert pro.budget_problem(127) is not None and pro.budget_problem(-1) is None
+    assert family_for("gemini-2.5-flash").level_problem("LOW") is not None  # 2.5 takes no level
+
+
+def test_the_base_model_comes_from_the_job_record_also_for_a_tuned_tuned_model():
+    record = _record({"base_model": "projects/p/locations/us-central1/models/m0@1"})
+    assert base_model_of(record) is None  # a tuned model is not a family; the view has no base yet
+    chained = record.with_changes(T0, tuning={**(record.tuning or {}), "base_model": "gemini-2.5-pro"})
+    assert base_model_of(chained) == "gemini-2.5-pro"
+    tuning = _backend()
+    run_smoke_test(
+        chained,
+        options=SmokeTestOptions(prompts=({"prompt": "hi"},), max_output_tokens=64),
+        tuning=tuning,
+        blobs=FakeBlobStore(),
+        retry=NO_SLEEP,
+    )
+    [(_, request)] = tuning.generations
+    assert (request.thinking_budget, request.thinking_level, request.max_output_tokens) == (128, None, 64 + 128)
+
+
+def test_the_base_comparison_uses_the_resolved_base_and_its_generation_config():
+    record = _record({"base_model": "gemini-3-pro-preview"})
+    tuning = _backend()
+    result = run_smoke_test(
+        record,
+        options=SmokeTestOptions(prompts=({"prompt": "hi"},), compare_base=True),
+        tuning=tuning,
+        blobs=FakeBlobStore(),
+        retry=NO_SLEEP,
+    )
+    assert result.base_model == "gemini-3-pro-preview"
+    assert [(name, r.thinking_level, r.thinking_budget) for name, r in tuning.generations] == [
+        (ENDPOINT, "LOW", None),
+        ("gemini-3-pro-preview", "LOW", None),
+    ]
 
 
 def test_targets_are_the_endpoint_plus_distinct_checkpoint_endpoints():

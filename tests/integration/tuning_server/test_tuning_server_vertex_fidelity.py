@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from deploy.local.tuning_server.config import QuotaMode, ServerConfig
+from deploy.local.tuning_server.inference import _check_thinking
 from deploy.local.tuning_server.server import TuningServer
 from shared.adapters.fakes import FakeJobStore, FakePublisher
 from shared.adapters.vertex import VertexTuningBackend
 from shared.errors import InvalidArgumentError, QuotaExceededError
+from shared.model_families import generation_settings
 from shared.poller import PollOptions, run_poll, waiting_for_quota
-from shared.ports import TuningJobSpec
+from shared.ports import GenerationRequest, TuningJobSpec
 from shared.records import DatasetRef, new_record, utcnow
 from shared.states import WAITING_FOR_QUOTA, JobStatus, TuningState
 from shared.submission import KEY_LABEL, submit_tuning_job
@@ -136,3 +138,45 @@ def test_a_submission_adopts_its_job_even_when_the_label_filter_is_refused(serve
     stored = submit_tuning_job(rec.id, jobs=jobs, tuning=tuning, deployment="t", clock=utcnow, owner="poller")
     assert stored.tuning_job == crashed.name
     assert len(list(tuning.list_jobs())) == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "budget", "level", "fragment"),
+    [
+        ("gemini-2.5-pro", 0, None, "only works in thinking mode"),
+        ("gemini-2.5-pro", 64, None, "between 128 and 32768"),
+        ("gemini-2.5-flash", 30000, None, "between 1 and 24576"),
+        ("gemini-2.5-flash-lite", 100, None, "between 512 and 24576"),
+        ("gemini-2.5-flash", None, "LOW", "not supported by gemini-2.5-flash"),
+        ("gemini-3-pro-preview", None, "MINIMAL", "supported: LOW, HIGH"),
+        ("gemini-3-pro-preview", 0, "LOW", "cannot both be set"),
+    ],
+)
+def test_the_server_refuses_thinking_configs_vertex_refuses(serve, model, budget, level, fragment):
+    tuning = serve("thinking")
+    request = GenerationRequest(
+        contents=[{"role": "user", "parts": [{"text": "hi"}]}], thinking_budget=budget, thinking_level=level
+    )
+    with pytest.raises(InvalidArgumentError) as raised:
+        tuning.generate(model, request)
+    assert fragment in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("model", "config"),
+    [
+        ("gemini-2.5-flash", {"thinkingBudget": 0}),
+        ("gemini-2.5-flash-lite", {"thinkingBudget": 0}),
+        ("gemini-2.5-pro", {"thinkingBudget": 128}),
+        ("gemini-2.5-pro", {"thinkingBudget": -1}),
+        ("gemini-3-pro-preview", {"thinkingLevel": "LOW"}),
+        ("gemini-3-flash-preview", {"thinkingLevel": "MINIMAL"}),
+        ("gemini-2.0-flash-001", {"thinkingBudget": 0}),
+        ("gemini-3-pro-preview", {"thinkingBudget": 0, "thinkingLevel": None}),
+    ],
+)
+def test_the_settings_the_smoke_test_sends_are_accepted(model, config):
+    _check_thinking(config, model)  # raises ApiError(400) when refused
+    settings = generation_settings(model, answer_tokens=64)
+    sent = {"thinkingBudget": settings.thinking_budget, "thinkingLevel": settings.thinking_level}
+    _check_thinking(sent, model)
