@@ -647,6 +647,8 @@ class _Run:
         Submission stops at the first record the quota refuses, so upload order is kept, and
         after as many new jobs as this run saw jobs end (the capacity known to be free; one
         probe when nothing ended): trying more would only earn a 429 for each extra record.
+        Jobs of ours that Vertex holds for quota take freed slots first, so each one lowers that
+        capacity (and while one waits, nothing is probed).
         """
         now = self.clock()
         in_order = sorted(active, key=lambda r: (r.queue_position, r.id))
@@ -657,7 +659,8 @@ class _Run:
             outcome.add_to(self.summary)
         still_queued: list[JobRecord] = []
         retry_after = timedelta(seconds=self.options.queue_retry_seconds)
-        capacity = max(self.ended, 1)
+        held = sum(1 for r in active if r.status is not JobStatus.QUEUED and waiting_for_quota(r))
+        capacity = max(self.ended, 1) - held
         blocked = False
         for record in queued:
             if not blocked and not self.ended and now - last_attempt_at(record) < retry_after:

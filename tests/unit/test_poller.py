@@ -522,6 +522,26 @@ def test_a_create_held_for_quota_stops_the_queue_like_a_429():
     assert w.tuning.calls["create_job"] == 1  # held for quota: the second record is not sent
 
 
+def test_jobs_vertex_holds_for_quota_take_freed_slots_before_queued_records():
+    w = World(quota=1, queue_retry_seconds=300)
+    w.tuning.queue_when_full = True
+    running = w.tracked(JobStatus.RUNNING)
+    held = w.tracked(JobStatus.PENDING)  # accepted over the quota: Vertex holds it
+    assert w.tuning.get_job(held.tuning_job).detail_state == WAITING_FOR_QUOTA
+    queued = w.queued()
+    w.clock.advance(minutes=1)
+    w.poll()  # the view now says waiting_for_quota
+    w.clock.advance(minutes=10)
+    w.tuning.calls.clear()
+    w.poll()
+    assert w.tuning.calls["create_job"] == 0  # a probe would only add a second held job
+    w.tuning.set_state(running.tuning_job, TuningState.SUCCEEDED)
+    w.clock.advance(minutes=1)
+    w.poll()
+    assert w.tuning.calls["create_job"] == 0  # the freed slot goes to the held job first
+    assert w.record(queued.id).status is JobStatus.QUEUED
+
+
 def test_queue_head_retries_with_backoff_when_capacity_is_held_by_jobs_we_do_not_track():
     w = World(quota=1, queue_retry_seconds=300)
     foreign = w.tuning.create_job(TuningJobSpec("gemini-2.5-flash", "gs://other/x.jsonl", "not-ours"))
