@@ -40,7 +40,8 @@ read it) is a JSON object::
       "metrics": {...} | null,                 # training progress when the backend has it
       "base_model": "gemini-2.5-flash" | null, # baseModel, or preTunedModel.baseModel (continuous)
       "detail_state": "TUNING_JOB_STATE_WAITING_FOR_QUOTA" | null,  # Vertex tuningJobState
-      "waiting_for_quota": true | false        # accepted, held until the concurrent-job quota frees
+      "waiting_for_quota": true | false,       # accepted, held until the concurrent-job quota frees
+      "quota_wait_ended_at": "..."             # only after such a wait (the stall clock starts there)
     }
 
 Example:
@@ -273,6 +274,11 @@ def plan_reconcile(record: JobRecord, job: TuningJob, now: datetime, stall_after
     if record.status.is_terminal or record.tuning_job != job.name or _is_older_than_stored(record.tuning, job):
         return None
     view = tuning_view(job)
+    stored = record.tuning or {}
+    if stored.get("quota_wait_ended_at"):
+        view["quota_wait_ended_at"] = stored["quota_wait_ended_at"]
+    elif stored.get("waiting_for_quota") and not view["waiting_for_quota"]:
+        view["quota_wait_ended_at"] = to_rfc3339(now)  # the stall clock starts here, not at PENDING
     target = status_for_tuning_state(job.state)
     updated = record
     if target is not record.status and can_transition(record.status, target):
@@ -322,7 +328,10 @@ def waiting_since(record: JobRecord) -> datetime:
         if entry.status not in same:
             break
         since = entry.at
-    return since or record.updated_at
+    since = since or record.updated_at
+    # A PENDING job that waited for quota first is measured from the end of that wait.
+    quota_wait_ended = from_rfc3339((record.tuning or {}).get("quota_wait_ended_at"))
+    return max(since, quota_wait_ended) if quota_wait_ended else since
 
 
 def plan_stall(record: JobRecord, now: datetime, stall_after: timedelta) -> JobRecord | None:

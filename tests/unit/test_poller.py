@@ -494,6 +494,21 @@ def test_a_job_vertex_holds_for_quota_shows_it_and_is_not_stalled():
     assert stored.tuning is not None and stored.tuning["waiting_for_quota"] is False
 
 
+def test_the_stall_clock_of_a_pending_job_starts_when_its_quota_wait_ends():
+    w = World(quota=1)
+    rec = w.tracked(JobStatus.PENDING)
+    w.tuning.set_state(rec.tuning_job, TuningState.PENDING, detail_state=WAITING_FOR_QUOTA)
+    w.poll()
+    w.clock.advance(hours=5)
+    w.tuning.set_state(rec.tuning_job, TuningState.PENDING, detail_state="TUNING_JOB_STATE_PROCESSING_DATASET")
+    w.poll()
+    assert waiting_since(w.record(rec.id)) == T0 + timedelta(hours=5)
+    w.clock.advance(minutes=59)
+    assert w.poll().stalled == 0  # not 5 h 59 min: the wait for quota does not count
+    w.clock.advance(minutes=2)
+    assert w.poll().stalled == 1
+
+
 def test_a_pending_job_not_waiting_for_quota_still_stalls():
     w = World(quota=1)
     rec = w.tracked(JobStatus.PENDING)
