@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -117,7 +118,7 @@ class Pipeline:
         assert stored is not None
         return stored, to_message(event)
 
-    def complete(self, message: CompletionMessage, owner: str = "fn-1", after_step=None):
+    def complete(self, message: CompletionMessage, owner: str = "fn-1", after_step=None, monotonic=time.monotonic):
         return handle_completion(
             message,
             jobs=self.jobs,
@@ -129,6 +130,7 @@ class Pipeline:
             owner=owner,
             after_step=after_step,
             sleep=lambda s: None,
+            monotonic=monotonic,
         )
 
     def record(self, job_id: str) -> JobRecord:
@@ -445,28 +447,13 @@ class SlowEndpoint:
         return self.t
 
 
-def _complete_with(pipe: Pipeline, message: CompletionMessage, clock: SlowEndpoint, owner: str):
-    return handle_completion(
-        message,
-        jobs=pipe.jobs,
-        tuning=pipe.tuning,
-        blobs=pipe.blobs,
-        publisher=pipe.publisher,
-        clock=pipe.clock,
-        options=pipe.options,
-        owner=owner,
-        sleep=lambda s: None,
-        monotonic=clock,
-    )
-
-
 def test_a_smoke_test_that_runs_out_of_time_keeps_its_calls_and_the_redelivery_continues(pipe):
     prompts = [{"prompt": f"question {n}?", "contains": ["— Acme Support"]} for n in range(5)]
     rec, message = pipe.tuned(1, config(smoke_test={"prompts": prompts}))
     slow = SlowEndpoint(pipe, seconds=130)  # worst case per call: 30 s x 2 attempts = 60 s
 
     with pytest.raises(SmokeTestDeadlineError) as raised:
-        _complete_with(pipe, message, slow, "fn-1")
+        pipe.complete(message, "fn-1", monotonic=slow)
     assert (raised.value.done, raised.value.total) == (4, 5)  # 4 x 130 s = 520 s > 480 - 60: stop
     paused = pipe.record(rec.id)
     assert paused.smoke_test is None and pipe.events("smoke_test.passed") == []
@@ -475,7 +462,7 @@ def test_a_smoke_test_that_runs_out_of_time_keeps_its_calls_and_the_redelivery_c
     assert [c["key"] for c in paused.smoke_progress["calls"]] == [f"tuned#{n}" for n in range(4)]
     assert pipe.jobs.effect(f"{message.event_id}:smoke_test") is None  # released: redeliver at once
 
-    outcome = _complete_with(pipe, message, slow, "fn-2")
+    outcome = pipe.complete(message, "fn-2", monotonic=slow)
     assert outcome.smoke_test_passed is True
     assert slow.calls == [f"question {n}?" for n in range(5)]  # every prompt sent exactly once
     done = pipe.record(rec.id)
@@ -488,9 +475,9 @@ def test_each_invocation_makes_at_least_one_call_even_when_a_call_cannot_fit(pip
     rec, message = pipe.tuned(1, config(smoke_test={"prompts": ["a", "b"]}))
     slow = SlowEndpoint(pipe, seconds=600)  # every call alone outlasts the budget
     with pytest.raises(SmokeTestDeadlineError):
-        _complete_with(pipe, message, slow, "fn-1")
+        pipe.complete(message, "fn-1", monotonic=slow)
     assert pipe.record(rec.id).smoke_progress["done"] == 1
-    assert _complete_with(pipe, message, slow, "fn-2").smoke_test_passed is True
+    assert pipe.complete(message, "fn-2", monotonic=slow).smoke_test_passed is True
     assert slow.calls == ["a", "b"]
 
 

@@ -457,31 +457,26 @@ def test_out_of_time_calls_are_left_unfinished_in_order_and_earlier_calls_are_no
     tuning = _backend(responder=slow)
     options = SmokeTestOptions(prompts=tuple({"prompt": f"p{n}"} for n in range(4)), timeout_seconds=30)
     retry = RetryPolicy(attempts=2, initial_backoff_seconds=0.0)  # worst call: 60 s
-    first = run_smoke_test(
-        _record(),
-        options=options,
-        tuning=tuning,
-        blobs=FakeBlobStore(),
-        retry=retry,
-        deadline=250.0,
-        monotonic=lambda: now[0],
-    )
+
+    def run(**kwargs):
+        return run_smoke_test(
+            _record(),
+            options=options,
+            tuning=tuning,
+            blobs=FakeBlobStore(),
+            retry=retry,
+            monotonic=lambda: now[0],
+            **kwargs,
+        )
+
+    first = run(deadline=250.0)
     assert (len(first.results), first.unfinished, first.passed) == (2, 2, False)  # 200 s used, 50 s < 60 s left
     progress = first.progress()
     assert (progress["done"], progress["total"]) == (2, 4)
     assert [c["key"] for c in progress["calls"]] == ["tuned#0", "tuned#1"]
 
     tuning.generations.clear()
-    second = run_smoke_test(
-        _record(),
-        options=options,
-        tuning=tuning,
-        blobs=FakeBlobStore(),
-        retry=retry,
-        deadline=now[0] + 1000,
-        monotonic=lambda: now[0],
-        done={c["key"]: c for c in progress["calls"]},
-    )
+    second = run(deadline=now[0] + 1000, done={c["key"]: c for c in progress["calls"]})
     assert second.passed and second.unfinished == 0 and second.prompts_total == 4
     assert [r.contents[-1]["parts"][0]["text"] for _, r in tuning.generations] == ["p2", "p3"]
     assert [r.response for r in second.results] == ["fine"] * 4
