@@ -233,6 +233,10 @@ def format_record(record: dict[str, Any]) -> str:
         )
     if record.get("tuning_job"):
         lines.append(f"  tuning job  {record['tuning_job']}")
+    if record["status"] == JobStatus.QUEUED.value:
+        lines.append("  waiting     for quota (not submitted yet; sftpilot submits it when a slot frees)")
+    elif tuning.get("waiting_for_quota") and not JobStatus(record["status"]).is_terminal:
+        lines.append("  waiting     for quota (Vertex accepted the job and holds it until a slot frees)")
     if tuning.get("tuned_model"):
         lines.append(f"  model       {tuning['tuned_model']}")
         lines.append(f"  endpoint    {tuning.get('endpoint')}")

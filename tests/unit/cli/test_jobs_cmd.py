@@ -133,6 +133,37 @@ def test_show_renders_history_validation_and_smoke_test(served):
     assert json.loads(shown.output)["tuning_job"] == "projects/p/locations/l/tuningJobs/9"
 
 
+def test_show_and_api_say_when_a_job_waits_for_quota(served):
+    jobs, _ = served
+    held = _add(
+        jobs,
+        "v1",
+        JobStatus.SUBMITTING,
+        JobStatus.PENDING,
+        tuning_job="projects/p/locations/l/tuningJobs/9",
+        tuning={
+            "state": "JOB_STATE_PENDING",
+            "detail_state": "TUNING_JOB_STATE_WAITING_FOR_QUOTA",
+            "waiting_for_quota": True,
+        },
+    )
+    queued = _add(jobs, "v2", JobStatus.QUEUED)
+    running = _add(
+        jobs,
+        "v3",
+        JobStatus.SUBMITTING,
+        JobStatus.RUNNING,
+        tuning_job="projects/p/locations/l/tuningJobs/8",
+        tuning={"state": "JOB_STATE_RUNNING", "waiting_for_quota": False},
+    )
+    shown = CliRunner().invoke(main, ["jobs", "show", held.id])
+    assert "waiting     for quota (Vertex accepted the job" in shown.output
+    assert "waiting     for quota (not submitted yet" in CliRunner().invoke(main, ["jobs", "show", queued.id]).output
+    assert "waiting" not in CliRunner().invoke(main, ["jobs", "show", running.id]).output
+    as_json = json.loads(CliRunner().invoke(main, ["jobs", "show", held.id, "--json"]).output)
+    assert as_json["tuning"]["waiting_for_quota"] is True
+
+
 def test_show_unknown_and_malformed_ids_fail_cleanly(served):
     missing = CliRunner().invoke(main, ["jobs", "show", "0" * 32])
     assert missing.exit_code == 1
