@@ -167,6 +167,7 @@ def summarize(record: JobRecord) -> JSON:
         "tuning_job": record.tuning_job,
         "tuned_model": view.get("tuned_model"),
         "smoke_test": None if not smoke else ("passed" if smoke.get("passed") else "failed"),
+        "gate": (record.gate or {}).get("verdict"),
         "created_at": to_rfc3339(record.created_at),
         "updated_at": to_rfc3339(record.updated_at),
     }

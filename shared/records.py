@@ -147,6 +147,8 @@ class JobRecord:
     stalled_notified: bool = False
     smoke_test: JSON | None = None
     cleanup: JSON | None = None
+    gate: JSON | None = None
+    """The quality gate's verdict, per-comparison scores and per-prompt table (:mod:`shared.gate`)."""
     cancel_request: JSON | None = None
     queue_position: str = ""
     """Sort key for QUEUED records: upload time then id, so submission follows upload order."""
@@ -231,6 +233,7 @@ class JobRecord:
             "stalled_notified": self.stalled_notified,
             "smoke_test": self.smoke_test,
             "cleanup": self.cleanup,
+            "gate": self.gate,
             "cancel_request": self.cancel_request,
             "queue_position": self.queue_position,
         }
@@ -282,6 +285,7 @@ class JobRecord:
             stalled_notified=bool(data.get("stalled_notified", False)),
             smoke_test=data.get("smoke_test"),
             cleanup=data.get("cleanup"),
+            gate=data.get("gate"),
             cancel_request=data.get("cancel_request"),
             queue_position=data.get("queue_position", ""),
         )

@@ -33,6 +33,7 @@ from typing import Any, Final
 import yaml
 
 from shared.errors import BlobReadError, ConfigProblem, TuningConfigError
+from shared.gate import GateOptions, check_gate_section
 from shared.ports import BlobStore
 from shared.records import JSON
 
@@ -162,6 +163,8 @@ class TuningConfig:
     service_account: str | None = None
     smoke_test: SmokeTestConfig = field(default_factory=SmokeTestConfig)
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
+    gate: GateOptions = field(default_factory=GateOptions)
+    """The quality gate (:mod:`shared.gate`)."""
 
     def to_dict(self) -> JSON:
         """JSON-ready view with every key present (the ``record.config`` form)."""
@@ -180,6 +183,7 @@ class TuningConfig:
             "service_account": self.service_account,
             "smoke_test": self.smoke_test.to_dict(),
             "cleanup": self.cleanup.to_dict(),
+            "gate": self.gate.to_dict(),
         }
 
     @classmethod
@@ -649,6 +653,16 @@ def _check_cleanup(c: _Checker, v: Any, p: str) -> Any:
     return _check_fields(c, mapping, p, _CLEANUP_FIELDS)
 
 
+def _check_gate(c: _Checker, v: Any, p: str) -> Any:
+    mapping = c.want_mapping(v, p)
+    if mapping is None:
+        return None
+    values, problems = check_gate_section(mapping)
+    for key, message in problems:
+        c.fail(_join(p, key), message)
+    return values
+
+
 _PROMPT_FIELDS: Final[dict[str, object]] = {
     "prompt": None,
     "contains": None,
@@ -690,6 +704,7 @@ _TOP_FIELDS: Final[dict[str, FieldCheck]] = {
     "service_account": _check_service_account,
     "smoke_test": _check_smoke_test,
     "cleanup": _check_cleanup,
+    "gate": _check_gate,
 }
 
 
@@ -723,7 +738,7 @@ def _check_layer(raw: Any, source: str) -> _Layer:
 
 # --- merging and building ----------------------------------------------------------------------
 
-_NESTED: Final = frozenset({"labels", "smoke_test", "cleanup"})
+_NESTED: Final = frozenset({"labels", "smoke_test", "cleanup", "gate"})
 
 
 def _merge(base: JSON, layer: JSON) -> JSON:
@@ -759,6 +774,8 @@ def _build(values: JSON, sources: list[str]) -> TuningConfig:
     )
     smoke_cfg = SmokeTestConfig(**{k: v for k, v in smoke.items() if v is not None})
     cleanup_cfg = CleanupConfig(**{k: v for k, v in (values.get("cleanup") or {}).items() if v is not None})
+    gate_values = {k: v for k, v in (values.get("gate") or {}).items() if v is not None}
+    gate_cfg = GateOptions.from_config({"gate": gate_values})
     top = {k: v for k, v in values.items() if k not in _NESTED and v is not None}
     labels = dict(values.get("labels") or {})
     if len(labels) > MAX_USER_LABELS:
@@ -772,6 +789,7 @@ def _build(values: JSON, sources: list[str]) -> TuningConfig:
         labels=labels,
         smoke_test=replace(smoke_cfg, prompts=prompts),
         cleanup=cleanup_cfg,
+        gate=gate_cfg,
     )
 
 

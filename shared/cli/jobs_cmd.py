@@ -228,6 +228,8 @@ def format_record(record: dict[str, Any]) -> str:
             lines.append(f"  [{mark}] {str(prompt.get('prompt', ''))[:40]!r} -> {answer!r}")
         if smoke.get("report_uri"):
             lines.append(f"  report      {smoke['report_uri']}")
+    if record.get("gate"):
+        lines.extend(gate_lines(record["gate"]))
     cleanup = record.get("cleanup")
     if cleanup:
         lines.append(f"Cleanup: {cleanup_summary(cleanup)}")
@@ -235,6 +237,28 @@ def format_record(record: dict[str, Any]) -> str:
         req = record["cancel_request"]
         lines.append(f"Cancel requested by {req.get('by')} at {req.get('at')}")
     return "\n".join(lines)
+
+
+def gate_lines(gate: dict[str, Any], max_prompts: int = 10) -> list[str]:
+    """The quality gate's verdict, one line per comparison and its per-prompt table.
+
+    >>> gate_lines({"verdict": "HELD", "reason": "r", "metric": "rougeL", "comparisons": []})
+    ['Gate: HELD (rougeL): r']
+    """
+    lines = [f"Gate: {gate.get('verdict')} ({gate.get('metric')}): {gate.get('reason')}"]
+    for c in gate.get("comparisons") or []:
+        lines.append(
+            f"  vs {c['against']:<5} new {c['new_mean']:.3f} old {c['old_mean']:.3f} "
+            f"delta {c['delta']:+.3f} interval [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]  "
+            f"{c['wins']} win(s) {c['losses']} loss(es) {c['ties']} tie(s) -> {c['verdict']}"
+        )
+        for row in (c.get("prompts") or [])[:max_prompts]:
+            lines.append(f"    {row['outcome']:<4} {row['new']:.3f} vs {row['old']:.3f}  {str(row['prompt'])[:50]!r}")
+    for note in gate.get("notes") or []:
+        lines.append(f"  note: {note}")
+    if gate.get("report_uri"):
+        lines.append(f"  report      {gate['report_uri']}")
+    return lines
 
 
 def cleanup_summary(cleanup: dict[str, Any]) -> str:

@@ -244,12 +244,23 @@ def _pipeline_on_fakes() -> list[OutgoingEvent]:
     return publisher.published
 
 
+def _completion_quality_gate() -> list[OutgoingEvent]:
+    """``handle_completion`` with ``gate.enabled``: v1 promoted, v2 (equal) held, v3 (worse) rejected."""
+    from test_gate import GatePipeline
+
+    pipe = GatePipeline()
+    for n, quality in ((1, "exact"), (2, "exact"), (3, "wrong")):
+        pipe.run(n, quality)
+    return pipe.publisher.published
+
+
 PRODUCERS: dict[str, Callable[[], list[OutgoingEvent]]] = {
     "poller: terminal states and stall": _poller_terminal_events,
     "jobs API: cancel a queued job": _api_cancel_of_a_queued_job,
     "submission: tuning API refuses the job": _submission_refused,
     "completion: smoke tests and cleanup": _completion_smoke_tests_and_cleanup,
     "intake -> poller -> completion on the fakes": _pipeline_on_fakes,
+    "completion: quality gate verdicts": _completion_quality_gate,
 }
 
 

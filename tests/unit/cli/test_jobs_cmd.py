@@ -191,3 +191,23 @@ def test_unreachable_api_is_a_clear_error(monkeypatch):
     result = CliRunner().invoke(main, ["jobs", "list"])
     assert result.exit_code == 2
     assert "cannot reach the jobs API" in result.output
+
+
+def test_show_renders_the_gate_verdict_per_comparison_and_per_prompt(served):
+    from shared.gate import GateOptions, GateResult, PromptComparison, Verdict, compare
+
+    table = [PromptComparison(i, f"question {i}", 0.9, 0.2) for i in range(4)]
+    comparison = compare("live", "projects/p/locations/l/models/1@1", table, GateOptions(enabled=True))
+    gate = GateResult(Verdict.PROMOTED, comparison.reason, "rougeL", (comparison,)).to_dict()
+    jobs, _ = served
+    rec = _add(jobs, "v1", JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.SUCCEEDED, gate=gate)
+    result = CliRunner().invoke(main, ["jobs", "show", rec.id])
+    assert result.exit_code == 0, result.output
+    assert "Gate: PROMOTED (rougeL)" in result.output
+    assert "vs live  new 0.900 old 0.200 delta +0.700" in result.output
+    assert "4 win(s) 0 loss(es) 0 tie(s) -> PROMOTED" in result.output
+    assert "win  0.900 vs 0.200  'question 0'" in result.output
+    shown = json.loads(CliRunner().invoke(main, ["jobs", "show", rec.id, "--json"]).output)
+    assert shown["gate"]["verdict"] == "PROMOTED"
+    listed = json.loads(CliRunner().invoke(main, ["jobs", "list", "--json"]).output)
+    assert listed[0]["gate"] == "PROMOTED"
