@@ -37,6 +37,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.budget import record_actual_cost
 from shared.cleanup import (
     CleanupPolicy,
     CleanupReport,
@@ -61,7 +62,16 @@ from shared.gate import (
 from shared.gate import REPORT_FILE as GATE_REPORT_FILE
 from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
-from shared.ports import BlobStore, Clock, EffectClaim, EffectState, JobStore, Publisher, TuningBackend
+from shared.ports import (
+    BlobStore,
+    Clock,
+    EffectClaim,
+    EffectState,
+    JobStore,
+    Publisher,
+    SpendLedger,
+    TuningBackend,
+)
 from shared.records import JSON, JobRecord, to_rfc3339
 from shared.report_chart import build_rouge_figure, render_png
 from shared.retry import RetryPolicy, Sleep
@@ -164,6 +174,7 @@ class _Context:
     owner: str
     after_step: AfterStep
     sleep: Sleep
+    spend: SpendLedger | None = None
 
     def claim(self, effect_id: str) -> EffectClaim:
         claim = self.jobs.acquire_effect(effect_id, self.owner, self.options.lease_seconds, self.clock())
@@ -187,6 +198,7 @@ def handle_completion(
     owner: str,
     after_step: AfterStep | None = None,
     sleep: Sleep = time.sleep,
+    spend: SpendLedger | None = None,
 ) -> CompletionOutcome:
     """Act on one event from the topic (see the module docstring for the steps).
 
@@ -204,7 +216,7 @@ def handle_completion(
             OutcomeKind.IGNORED, message.event_type, message.job_id, message.event_id, "no job record with this id"
         )
     ctx = _Context(
-        message, jobs, tuning, blobs, publisher, clock, options, owner, after_step or (lambda _step: None), sleep
+        message, jobs, tuning, blobs, publisher, clock, options, owner, after_step or (lambda _step: None), sleep, spend
     )
     if message.event_type == EventType.JOB_SUCCEEDED.value:
         return _handle_succeeded(ctx, record)
@@ -224,6 +236,7 @@ def _handle_succeeded(ctx: _Context, record: JobRecord) -> CompletionOutcome:
             message.event_id,
             f"record status is {record.status.value}, not SUCCEEDED",
         )
+    record_actual_cost(record, jobs=ctx.jobs, ledger=ctx.spend, at=ctx.clock())  # tuningDataStats vs estimate
     smoke_options = SmokeTestOptions.from_config(record.config)
     policy = CleanupPolicy.from_config(record.config)
     gate = GateOptions.from_config(record.config)

@@ -149,6 +149,8 @@ class JobRecord:
     cleanup: JSON | None = None
     gate: JSON | None = None
     """The quality gate's verdict, per-comparison scores and per-prompt table (:mod:`shared.gate`)."""
+    cost: JSON | None = None
+    """Actual billable tokens and cost after the job (the estimate is ``validation.cost``)."""
     cancel_request: JSON | None = None
     queue_position: str = ""
     """Sort key for QUEUED records: upload time then id, so submission follows upload order."""
@@ -234,6 +236,7 @@ class JobRecord:
             "smoke_test": self.smoke_test,
             "cleanup": self.cleanup,
             "gate": self.gate,
+            "cost": self.cost,
             "cancel_request": self.cancel_request,
             "queue_position": self.queue_position,
         }
@@ -286,6 +289,7 @@ class JobRecord:
             smoke_test=data.get("smoke_test"),
             cleanup=data.get("cleanup"),
             gate=data.get("gate"),
+            cost=data.get("cost"),
             cancel_request=data.get("cancel_request"),
             queue_position=data.get("queue_position", ""),
         )

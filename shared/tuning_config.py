@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import yaml
 
+from shared.budget import BudgetOptions, check_budget_section
 from shared.errors import BlobReadError, ConfigProblem, TuningConfigError
 from shared.gate import GateOptions, check_gate_section
 from shared.ports import BlobStore
@@ -165,6 +166,8 @@ class TuningConfig:
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     gate: GateOptions = field(default_factory=GateOptions)
     """The quality gate (:mod:`shared.gate`)."""
+    budget: BudgetOptions = field(default_factory=BudgetOptions)
+    """Cost limits checked before submission (:mod:`shared.budget`)."""
 
     def to_dict(self) -> JSON:
         """JSON-ready view with every key present (the ``record.config`` form)."""
@@ -184,6 +187,7 @@ class TuningConfig:
             "smoke_test": self.smoke_test.to_dict(),
             "cleanup": self.cleanup.to_dict(),
             "gate": self.gate.to_dict(),
+            "budget": self.budget.to_dict(),
         }
 
     @classmethod
@@ -663,6 +667,16 @@ def _check_gate(c: _Checker, v: Any, p: str) -> Any:
     return values
 
 
+def _check_budget(c: _Checker, v: Any, p: str) -> Any:
+    mapping = c.want_mapping(v, p)
+    if mapping is None:
+        return None
+    values, problems = check_budget_section(mapping)
+    for key, message in problems:
+        c.fail(_join(p, key), message)
+    return values
+
+
 _PROMPT_FIELDS: Final[dict[str, object]] = {
     "prompt": None,
     "contains": None,
@@ -705,6 +719,7 @@ _TOP_FIELDS: Final[dict[str, FieldCheck]] = {
     "smoke_test": _check_smoke_test,
     "cleanup": _check_cleanup,
     "gate": _check_gate,
+    "budget": _check_budget,
 }
 
 
@@ -738,7 +753,7 @@ def _check_layer(raw: Any, source: str) -> _Layer:
 
 # --- merging and building ----------------------------------------------------------------------
 
-_NESTED: Final = frozenset({"labels", "smoke_test", "cleanup", "gate"})
+_NESTED: Final = frozenset({"labels", "smoke_test", "cleanup", "gate", "budget"})
 
 
 def _merge(base: JSON, layer: JSON) -> JSON:
@@ -790,6 +805,7 @@ def _build(values: JSON, sources: list[str]) -> TuningConfig:
         smoke_test=replace(smoke_cfg, prompts=prompts),
         cleanup=cleanup_cfg,
         gate=gate_cfg,
+        budget=BudgetOptions.from_config(values),
     )
 
 

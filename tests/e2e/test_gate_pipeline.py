@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -102,11 +101,9 @@ def wait_for_gate(services: Services, name: str, timeout: float = 400.0) -> JobR
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for record in services.jobs.query(JobQuery(lineage=LINEAGE, limit=20)).records:
-            if record.dataset.name.endswith(name) and (
-                record.gate or (record.status.is_terminal and record.status is not JobStatus.SUCCEEDED)
-            ):
-                if not record.has_pending_outbox:
-                    return record
+            decided = record.gate or (record.status.is_terminal and record.status is not JobStatus.SUCCEEDED)
+            if record.dataset.name.endswith(name) and decided and not record.has_pending_outbox:
+                return record
         time.sleep(1.0)
     raise AssertionError(f"no gate verdict for {name} within {timeout}s")
 
