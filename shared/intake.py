@@ -45,6 +45,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from shared.budget import BudgetOptions, decide_budget, ledger_key
+from shared.continuous import ContinuationError, is_continuation, resolve_continuation
 from shared.errors import (
     BlobNotFoundError,
     BlobReadError,
@@ -580,9 +581,21 @@ class _Intake:
         if problems or config is None:
             return _Verdict.rejected(_config_reason(problems), config_problems=tuple(problems))
         resolved = replace(config, lineage=ref.lineage, display_name=display_name or config.display_name)
+        continuation: JSON | None = None
+        if is_continuation(config.base_model):
+            try:
+                continuation = resolve_continuation(
+                    config.base_model,
+                    config.base_checkpoint_id,
+                    lineage=ref.lineage,
+                    kms_key_name=config.kms_key_name,
+                    jobs=self.jobs,
+                ).to_dict()
+            except ContinuationError as exc:
+                return _Verdict.rejected(f"continuous tuning: {exc}", config=resolved)
         options = ValidationOptions(
             role="training",
-            base_model=config.base_model,
+            base_model=str(continuation["base_model"]) if continuation else config.base_model,
             epochs=config.epochs,
             adapter_size=config.adapter_size,
             max_errors=self.settings.max_reported_errors,
@@ -599,6 +612,7 @@ class _Intake:
         verdict = _Verdict(
             valid=training.valid and (validation_set is None or validation_set.report.valid) and missing is None,
             reason="",
+            continuation=continuation,
             config=resolved,
             training=training,
             validation_set=validation_set,
@@ -610,8 +624,9 @@ class _Intake:
         """Estimate the cost; refuse (REJECTED, reason ``budget: ...``) when over a budget."""
         assert verdict.config is not None and verdict.training is not None
         config = verdict.config
+        base_model = str((verdict.continuation or {}).get("base_model") or config.base_model)
         estimate = estimate_cost(
-            verdict.training.stats.dataset_tokens, config.epochs, config.base_model, self.prices or load_price_table()
+            verdict.training.stats.dataset_tokens, config.epochs, base_model, self.prices or load_price_table()
         )
         decision = decide_budget(
             estimate,
@@ -671,6 +686,8 @@ class _Intake:
         now = self.clock()
         summary = verdict.record_summary()
         config = verdict.config.to_dict() if verdict.config else None
+        if config is not None and verdict.continuation:
+            config["pre_tuned_model"] = verdict.continuation
         owner = self.owner
 
         if verdict.valid:
@@ -828,6 +845,8 @@ class _Verdict:
     report_uri: str | None = None
     cost: JSON | None = None
     """Cost estimate and budget verdict (:mod:`shared.budget`); None before validation passed."""
+    continuation: JSON | None = None
+    """The resolved parent of a continuous tuning job (:mod:`shared.continuous`)."""
 
     @classmethod
     def rejected(

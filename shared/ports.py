@@ -202,6 +202,9 @@ class TuningJobSpec:
     labels: dict[str, str] = field(default_factory=dict)
     kms_key_name: str | None = None
     service_account: str | None = None
+    pre_tuned_model: str | None = None
+    """Continuous tuning: the tuned model (``projects/../models/ID[@v]``) to continue from."""
+    pre_tuned_checkpoint_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,8 @@ class TuningConfig:
     lineage: str | None = None
     """Overrides the lineage folder; the intake stores the effective lineage here."""
     base_model: str = DEFAULT_BASE_MODEL
+    base_checkpoint_id: str | None = None
+    """Continuous tuning: the parent model's checkpoint to start from (default: its default one)."""
     epochs: int | None = None
     """None: the service chooses."""
     adapter_size: int | None = None
@@ -174,6 +176,7 @@ class TuningConfig:
         return {
             "lineage": self.lineage,
             "base_model": self.base_model,
+            "base_checkpoint_id": self.base_checkpoint_id,
             "epochs": self.epochs,
             "adapter_size": self.adapter_size,
             "learning_rate_multiplier": self.learning_rate_multiplier,
@@ -493,7 +496,11 @@ def _check_lineage(c: _Checker, v: Any, p: str) -> Any:
 
 
 def _check_base_model(c: _Checker, v: Any, p: str) -> Any:
-    return c.want_match(v, p, _BASE_MODEL_RE, "a model name such as 'gemini-2.5-flash'")
+    if v == "lineage:live":  # continuous tuning on the lineage's live model (shared/continuous.py)
+        return v
+    return c.want_match(
+        v, p, _BASE_MODEL_RE, "a model name such as 'gemini-2.5-flash', a tuned model's resource name or lineage:live"
+    )
 
 
 def _check_epochs(c: _Checker, v: Any, p: str) -> Any:
@@ -706,6 +713,7 @@ _CLEANUP_FIELDS: Final[dict[str, FieldCheck]] = {
 _TOP_FIELDS: Final[dict[str, FieldCheck]] = {
     "lineage": _check_lineage,
     "base_model": _check_base_model,
+    "base_checkpoint_id": lambda c, v, p: c.want_str(str(v) if isinstance(v, int) else v, p),
     "epochs": _check_epochs,
     "adapter_size": _check_adapter_size,
     "learning_rate_multiplier": _check_lr,
