@@ -664,24 +664,19 @@ def _check_cleanup(c: _Checker, v: Any, p: str) -> Any:
     return _check_fields(c, mapping, p, _CLEANUP_FIELDS)
 
 
-def _check_gate(c: _Checker, v: Any, p: str) -> Any:
-    mapping = c.want_mapping(v, p)
-    if mapping is None:
-        return None
-    values, problems = check_gate_section(mapping)
-    for key, message in problems:
-        c.fail(_join(p, key), message)
-    return values
+def _section_check(check_section: Callable[[Mapping[str, Any]], tuple[JSON, list[tuple[str, str]]]]) -> FieldCheck:
+    """A field check for a section validated by its own module (``gate``, ``budget``)."""
 
+    def check(c: _Checker, v: Any, p: str) -> Any:
+        mapping = c.want_mapping(v, p)
+        if mapping is None:
+            return None
+        values, problems = check_section(mapping)
+        for key, message in problems:
+            c.fail(_join(p, key), message)
+        return values
 
-def _check_budget(c: _Checker, v: Any, p: str) -> Any:
-    mapping = c.want_mapping(v, p)
-    if mapping is None:
-        return None
-    values, problems = check_budget_section(mapping)
-    for key, message in problems:
-        c.fail(_join(p, key), message)
-    return values
+    return check
 
 
 _PROMPT_FIELDS: Final[dict[str, object]] = {
@@ -726,8 +721,8 @@ _TOP_FIELDS: Final[dict[str, FieldCheck]] = {
     "service_account": _check_service_account,
     "smoke_test": _check_smoke_test,
     "cleanup": _check_cleanup,
-    "gate": _check_gate,
-    "budget": _check_budget,
+    "gate": _section_check(check_gate_section),
+    "budget": _section_check(check_budget_section),
 }
 
 
