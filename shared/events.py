@@ -44,6 +44,12 @@ class EventType(StrEnum):
     SMOKE_TEST_FAILED = "smoke_test.failed"
     MODEL_DELETED = "model.deleted"
     """A superseded tuned model of the lineage was retired (or would be, in dry-run)."""
+    MODEL_PROMOTED = "model.promoted"
+    """The quality gate promoted a new model: it is the lineage's live model now."""
+    MODEL_HELD = "model.held"
+    """The quality gate held a new model back: not better enough; the live model is unchanged."""
+    MODEL_REJECTED = "model.rejected"
+    """The quality gate rejected a new model: worse, or its smoke test failed; live unchanged."""
 
 
 COMPLETION_EVENT_FOR_STATUS: dict[JobStatus, EventType] = {

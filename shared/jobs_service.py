@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.budget import cost_summary
 from shared.errors import InvalidParameterError, JobNotCancellableError, RecordNotFoundError
 from shared.events import EventType, job_event_data
 from shared.outbox import stage_event
@@ -167,6 +168,8 @@ def summarize(record: JobRecord) -> JSON:
         "tuning_job": record.tuning_job,
         "tuned_model": view.get("tuned_model"),
         "smoke_test": None if not smoke else ("passed" if smoke.get("passed") else "failed"),
+        "gate": (record.gate or {}).get("verdict"),
+        "cost": cost_summary(record.validation, record.cost),
         "created_at": to_rfc3339(record.created_at),
         "updated_at": to_rfc3339(record.updated_at),
     }

@@ -202,6 +202,9 @@ class TuningJobSpec:
     labels: dict[str, str] = field(default_factory=dict)
     kms_key_name: str | None = None
     service_account: str | None = None
+    pre_tuned_model: str | None = None
+    """Continuous tuning: the tuned model (``projects/../models/ID[@v]``) to continue from."""
+    pre_tuned_checkpoint_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -327,4 +330,38 @@ class TuningBackend(Protocol):
 
     def delete_model(self, name: str) -> None:
         """Delete an undeployed model; NotFoundError if already gone."""
+        ...
+
+
+# --- spending ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpendReservation:
+    """The answer of :meth:`SpendLedger.reserve`."""
+
+    accepted: bool
+    spent_usd: float
+    """What the lineage-month had reserved before this job (this job's own amount excluded)."""
+    amount_usd: float
+    """This job's reserved amount (0 when refused)."""
+
+
+class SpendLedger(Protocol):
+    """Per-lineage, per-month spending, reserved atomically before a job is submitted."""
+
+    def reserve(self, key: str, job_id: str, amount_usd: float, limit_usd: float | None) -> SpendReservation:
+        """Add ``amount_usd`` for ``job_id`` to ``key`` unless that would exceed ``limit_usd``.
+
+        Atomic: two reservations at once cannot both slip under the limit. Idempotent per job:
+        a second call for the same job returns its first answer without counting it twice.
+        """
+        ...
+
+    def get(self, key: str) -> JSON | None:
+        """The ledger document of ``key`` (``{key, reserved_usd, jobs: {job_id: {...}}}``), or None."""
+        ...
+
+    def record_actual(self, key: str, job_id: str, actual: JSON) -> None:
+        """Store a finished job's actual billable tokens/cost next to its reservation."""
         ...

@@ -149,6 +149,10 @@ class JobRecord:
     smoke_progress: JSON | None = None
     """Smoke-test calls done by an invocation that ran out of time (see shared.completion)."""
     cleanup: JSON | None = None
+    gate: JSON | None = None
+    """The quality gate's verdict, per-comparison scores and per-prompt table (:mod:`shared.gate`)."""
+    cost: JSON | None = None
+    """Actual billable tokens and cost after the job (the estimate is ``validation.cost``)."""
     cancel_request: JSON | None = None
     queue_position: str = ""
     """Sort key for QUEUED records: upload time then id, so submission follows upload order."""
@@ -234,6 +238,8 @@ class JobRecord:
             "smoke_test": self.smoke_test,
             "smoke_progress": self.smoke_progress,
             "cleanup": self.cleanup,
+            "gate": self.gate,
+            "cost": self.cost,
             "cancel_request": self.cancel_request,
             "queue_position": self.queue_position,
         }
@@ -286,6 +292,8 @@ class JobRecord:
             smoke_test=data.get("smoke_test"),
             smoke_progress=data.get("smoke_progress"),
             cleanup=data.get("cleanup"),
+            gate=data.get("gate"),
+            cost=data.get("cost"),
             cancel_request=data.get("cancel_request"),
             queue_position=data.get("queue_position", ""),
         )

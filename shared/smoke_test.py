@@ -40,7 +40,6 @@ from shared.ports import BlobStore, GenerationRequest, GenerationResult, TuningB
 from shared.records import JSON, JobRecord
 from shared.retry import RetryPolicy, Sleep, call_with_retries
 from shared.scoring import RougeScores, mean_scores, rouge_scores
-from shared.tuning_config import smoke_call_seconds
 
 DEFAULT_PROMPT = "Say hello."
 MAX_STORED_CHARS = 2000
@@ -697,7 +696,7 @@ def run_smoke_test(
     if options.compare_base and base_model and targets:
         base_target = SmokeTarget(TargetRole.BASE, base_model, "base")
         plan += [(i, p, base_target) for i, p in enumerate(selection.prompts)]
-    worst_call = smoke_call_seconds(options.timeout_seconds, retry)
+    worst_call = retry.worst_case_seconds(options.timeout_seconds)
     results: list[PromptResult] = []
     base_results: list[PromptResult] = []
     unfinished = made = 0

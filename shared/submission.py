@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from shared.continuous import continuation_of
 from shared.errors import (
     BackendError,
     ClaimInProgressError,
@@ -103,8 +104,11 @@ def build_spec(record: JobRecord, deployment: str) -> TuningJobSpec:
         )
     validation_set = (record.validation or {}).get("validation_set") or {}
     lr = config.get("learning_rate_multiplier")
+    continuation = continuation_of(config)
     return TuningJobSpec(
-        base_model=str(config.get("base_model") or DEFAULT_BASE_MODEL),
+        base_model=continuation.base_model if continuation else str(config.get("base_model") or DEFAULT_BASE_MODEL),
+        pre_tuned_model=continuation.tuned_model_name if continuation else None,
+        pre_tuned_checkpoint_id=continuation.checkpoint_id if continuation else None,
         training_dataset_uri=record.dataset.gcs_uri,
         display_name=display_name,
         validation_dataset_uri=validation_set.get("uri"),

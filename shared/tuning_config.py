@@ -32,7 +32,9 @@ from typing import Any, Final
 
 import yaml
 
+from shared.budget import BudgetOptions, check_budget_section
 from shared.errors import BlobReadError, ConfigProblem, TuningConfigError
+from shared.gate import GateOptions, check_gate_section
 from shared.ports import BlobStore
 from shared.records import JSON
 from shared.retry import RetryPolicy
@@ -181,6 +183,8 @@ class TuningConfig:
     lineage: str | None = None
     """Overrides the lineage folder; the intake stores the effective lineage here."""
     base_model: str = DEFAULT_BASE_MODEL
+    base_checkpoint_id: str | None = None
+    """Continuous tuning: the parent model's checkpoint to start from (default: its default one)."""
     epochs: int | None = None
     """None: the service chooses."""
     adapter_size: int | None = None
@@ -197,12 +201,17 @@ class TuningConfig:
     service_account: str | None = None
     smoke_test: SmokeTestConfig = field(default_factory=SmokeTestConfig)
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
+    gate: GateOptions = field(default_factory=GateOptions)
+    """The quality gate (:mod:`shared.gate`)."""
+    budget: BudgetOptions = field(default_factory=BudgetOptions)
+    """Cost limits checked before submission (:mod:`shared.budget`)."""
 
     def to_dict(self) -> JSON:
         """JSON-ready view with every key present (the ``record.config`` form)."""
         return {
             "lineage": self.lineage,
             "base_model": self.base_model,
+            "base_checkpoint_id": self.base_checkpoint_id,
             "epochs": self.epochs,
             "adapter_size": self.adapter_size,
             "learning_rate_multiplier": self.learning_rate_multiplier,
@@ -215,6 +224,8 @@ class TuningConfig:
             "service_account": self.service_account,
             "smoke_test": self.smoke_test.to_dict(),
             "cleanup": self.cleanup.to_dict(),
+            "gate": self.gate.to_dict(),
+            "budget": self.budget.to_dict(),
         }
 
     @classmethod
@@ -520,7 +531,11 @@ def _check_lineage(c: _Checker, v: Any, p: str) -> Any:
 
 
 def _check_base_model(c: _Checker, v: Any, p: str) -> Any:
-    return c.want_match(v, p, _BASE_MODEL_RE, "a model name such as 'gemini-2.5-flash'")
+    if v == "lineage:live":  # continuous tuning on the lineage's live model (shared/continuous.py)
+        return v
+    return c.want_match(
+        v, p, _BASE_MODEL_RE, "a model name such as 'gemini-2.5-flash', a tuned model's resource name or lineage:live"
+    )
 
 
 def _check_epochs(c: _Checker, v: Any, p: str) -> Any:
@@ -684,6 +699,21 @@ def _check_cleanup(c: _Checker, v: Any, p: str) -> Any:
     return _check_fields(c, mapping, p, _CLEANUP_FIELDS)
 
 
+def _section_check(check_section: Callable[[Mapping[str, Any]], tuple[JSON, list[tuple[str, str]]]]) -> FieldCheck:
+    """A field check for a section validated by its own module (``gate``, ``budget``)."""
+
+    def check(c: _Checker, v: Any, p: str) -> Any:
+        mapping = c.want_mapping(v, p)
+        if mapping is None:
+            return None
+        values, problems = check_section(mapping)
+        for key, message in problems:
+            c.fail(_join(p, key), message)
+        return values
+
+    return check
+
+
 _PROMPT_FIELDS: Final[dict[str, object]] = {
     "prompt": None,
     "contains": None,
@@ -713,6 +743,7 @@ _CLEANUP_FIELDS: Final[dict[str, FieldCheck]] = {
 _TOP_FIELDS: Final[dict[str, FieldCheck]] = {
     "lineage": _check_lineage,
     "base_model": _check_base_model,
+    "base_checkpoint_id": lambda c, v, p: c.want_str(str(v) if isinstance(v, int) else v, p),
     "epochs": _check_epochs,
     "adapter_size": _check_adapter_size,
     "learning_rate_multiplier": _check_lr,
@@ -725,6 +756,8 @@ _TOP_FIELDS: Final[dict[str, FieldCheck]] = {
     "service_account": _check_service_account,
     "smoke_test": _check_smoke_test,
     "cleanup": _check_cleanup,
+    "gate": _section_check(check_gate_section),
+    "budget": _section_check(check_budget_section),
 }
 
 
@@ -758,7 +791,7 @@ def _check_layer(raw: Any, source: str) -> _Layer:
 
 # --- merging and building ----------------------------------------------------------------------
 
-_NESTED: Final = frozenset({"labels", "smoke_test", "cleanup"})
+_NESTED: Final = frozenset({"labels", "smoke_test", "cleanup", "gate", "budget"})
 
 
 def _merge(base: JSON, layer: JSON) -> JSON:
@@ -794,6 +827,8 @@ def _build(values: JSON, sources: list[str]) -> TuningConfig:
     )
     smoke_cfg = SmokeTestConfig(**{k: v for k, v in smoke.items() if v is not None})
     cleanup_cfg = CleanupConfig(**{k: v for k, v in (values.get("cleanup") or {}).items() if v is not None})
+    gate_values = {k: v for k, v in (values.get("gate") or {}).items() if v is not None}
+    gate_cfg = GateOptions.from_config({"gate": gate_values})
     top = {k: v for k, v in values.items() if k not in _NESTED and v is not None}
     budget_problem = smoke_time_budget_problem(
         replace(TuningConfig(**top), smoke_test=replace(smoke_cfg, prompts=prompts))
@@ -813,20 +848,12 @@ def _build(values: JSON, sources: list[str]) -> TuningConfig:
         labels=labels,
         smoke_test=replace(smoke_cfg, prompts=prompts),
         cleanup=cleanup_cfg,
+        gate=gate_cfg,
+        budget=BudgetOptions.from_config(values),
     )
 
 
 # --- time budget ---------------------------------------------------------------------------------
-
-
-def smoke_call_seconds(timeout_seconds: float, retry: RetryPolicy = SMOKE_CALL_RETRY) -> float:
-    """Worst case of one smoke-test call: every attempt times out, plus the backoffs between them.
-
-    >>> smoke_call_seconds(30)
-    93.0
-    """
-    backoffs = sum(retry.backoff(attempt) for attempt in range(1, retry.attempts))
-    return float(timeout_seconds * retry.attempts + backoffs)
 
 
 def smoke_test_call_count(config: TuningConfig) -> tuple[int, int]:
@@ -864,7 +891,7 @@ def smoke_time_budget_problem(config: TuningConfig) -> str | None:
         return None
     prompts, targets = smoke_test_call_count(config)
     retry = SMOKE_CALL_RETRY
-    per_call = smoke_call_seconds(config.smoke_test.timeout_seconds, retry)
+    per_call = retry.worst_case_seconds(config.smoke_test.timeout_seconds)
     total = prompts * targets * per_call
     if total <= SMOKE_TEST_TIME_BUDGET_SECONDS:
         return None

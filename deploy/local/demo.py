@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.local.stack import DEFAULT_MODEL_MAP, LocalStack, StackComponents
+from shared.budget import cost_line, cost_summary
 from shared.cli.jobs_cmd import cleanup_summary, training_progress
 from shared.errors import NotFoundError, SftpilotError
 from shared.ports import JobQuery
@@ -162,6 +163,8 @@ def describe(record: JobRecord) -> str:
     smoke = record.smoke_test or {}
     if smoke:
         parts.append("smoke test " + ("PASSED" if smoke.get("passed") else "FAILED"))
+    if record.gate:
+        parts.append(f"gate {record.gate.get('verdict')}")
     if record.cleanup:
         parts.append("cleanup: " + cleanup_summary(record.cleanup))
     return "  ".join(parts)
@@ -177,6 +180,8 @@ def _finished(record: JobRecord) -> bool:
     smoke = record.smoke_test
     if not smoke:
         return False
+    if (record.gate or {}).get("verdict") in ("HELD", "REJECTED"):
+        return not record.has_pending_outbox  # no promotion: no cleanup to wait for
     if smoke.get("passed") and record.dataset.name.endswith("/v2.jsonl"):
         return bool(record.cleanup)
     return True
@@ -393,17 +398,21 @@ def _retired_models(services: Services, records: Mapping[str, JobRecord]) -> lis
 
 def summary(result: DemoResult) -> list[str]:
     """The closing table and where the reports are."""
-    rows = [("DATASET", "STATUS", "SMOKE TEST", "TUNED MODEL")]
+    rows = [("DATASET", "STATUS", "SMOKE TEST", "GATE", "TUNED MODEL")]
     for name, record in sorted(result.records.items()):
         smoke = record.smoke_test or {}
         verdict = "-" if not smoke else ("passed" if smoke.get("passed") else "failed")
+        gate = str((record.gate or {}).get("verdict") or "-")
         model = (record.tuning or {}).get("tuned_model") or "-"
         if model in result.retired_models:
             model += " (retired)"
-        rows.append((_short(name), record.status.value, verdict, model.rsplit("/", 1)[-1]))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows.append((_short(name), record.status.value, verdict, gate, model.rsplit("/", 1)[-1]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = ["", "summary:"]
     out += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    for name, record in sorted(result.records.items()):
+        if cost := cost_summary(record.validation, record.cost):
+            out.append(f"  cost {_short(name):<24} {cost_line(cost)}")
     types = sorted({event["attributes"].get("type", "?") for event in result.events})
     out.append(f"  events seen: {len(result.events)} ({', '.join(types)})")
     out.append(f"  reports copied to {result.reports_dir}:")

@@ -49,6 +49,7 @@ from shared.ports import (
     OutgoingEvent,
     QueryOrder,
     RecordMutation,
+    SpendReservation,
     TunedCheckpoint,
     TuningJob,
     TuningJobSpec,
@@ -586,3 +587,34 @@ class FakeTuningBackend:
         """A model this deployment did not create (deletion-safety tests)."""
         with self._lock:
             self.models[name] = _FakeModel(name, dict(labels), [], utcnow())
+
+
+class FakeSpendLedger:
+    """:class:`shared.ports.SpendLedger` in memory; a lock makes each reservation atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.docs: dict[str, JSON] = {}
+
+    def reserve(self, key: str, job_id: str, amount_usd: float, limit_usd: float | None) -> SpendReservation:
+        """Reserve atomically (see the port)."""
+        from shared.budget import apply_reservation  # noqa: PLC0415 - the domain rule, pure
+
+        with self._lock:
+            new_doc, answer = apply_reservation(self.docs.get(key), key, job_id, amount_usd, limit_usd)
+            if new_doc is not None:
+                self.docs[key] = copy.deepcopy(new_doc)
+            return answer
+
+    def get(self, key: str) -> JSON | None:
+        """A copy of the ledger document, or None."""
+        with self._lock:
+            doc = self.docs.get(key)
+            return copy.deepcopy(doc) if doc is not None else None
+
+    def record_actual(self, key: str, job_id: str, actual: JSON) -> None:
+        """Store the actual beside the reservation (ignored if there is none)."""
+        with self._lock:
+            jobs = (self.docs.get(key) or {}).get("jobs") or {}
+            if job_id in jobs:
+                jobs[job_id]["actual"] = dict(actual)

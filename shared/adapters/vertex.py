@@ -258,8 +258,12 @@ class VertexTuningBackend:
         config = self._create_config(spec)
 
         def create() -> TuningJob:
+            # Continuous tuning: google-genai turns a ``projects/..`` base model into
+            # preTunedModel{tunedModelName, checkpointId}, taking the checkpoint id only from a
+            # typed CreateTuningJobConfig (a dict config drops it), as _create_config builds.
+            # https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-use-continuous-tuning
             created = self.client.tunings.tune(
-                base_model=spec.base_model,
+                base_model=spec.pre_tuned_model or spec.base_model,
                 training_dataset=types.TuningDataset(gcs_uri=spec.training_dataset_uri),
                 config=config,
             )
@@ -393,6 +397,7 @@ class VertexTuningBackend:
             adapter_size=adapter_size,
             learning_rate_multiplier=spec.learning_rate_multiplier,
             export_last_checkpoint_only=spec.export_last_checkpoint_only,
+            pre_tuned_model_checkpoint_id=spec.pre_tuned_checkpoint_id if spec.pre_tuned_model else None,
             labels=dict(spec.labels) or None,
             encryption_spec=types.EncryptionSpec(kms_key_name=spec.kms_key_name) if spec.kms_key_name else None,
             # CreateTuningJobConfig has no service-account field: extra_body adds it to the request.

@@ -21,6 +21,7 @@ dataset can no longer be read, the restarted job ends FAILED with the read error
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -142,14 +143,14 @@ class JobRunner:
 
     def create_job(self, parent: str, body: JSON) -> StoredJob:
         """Validate a create request (normalised camelCase) and admit it under the quota."""
-        if "preTunedModel" in body:
-            raise invalid_argument(
-                "Continuous tuning (preTunedModel) is not supported by the local tuning server; "
-                "tune a base model instead."
-            )
         for key in _UNSUPPORTED_SPECS:
             if key in body:
                 raise invalid_argument(f"{key} is not supported: the local tuning server does supervised tuning only.")
+        init_adapter: str | None = None
+        if body.get("preTunedModel") is not None:
+            # Continuous tuning starts from the parent checkpoint's adapter, on the parent's base model.
+            parent_base, init_adapter = self._pre_tuned(body["preTunedModel"])
+            body = {**body, "baseModel": parent_base}
         base_model = body.get("baseModel")
         if not isinstance(base_model, str) or not base_model:
             raise invalid_argument("baseModel is required.")
@@ -169,7 +170,7 @@ class JobRunner:
         validation_uri = spec.get("validationDatasetUri")
         if validation_uri is not None and (not isinstance(validation_uri, str) or not validation_uri):
             raise invalid_argument("supervisedTuningSpec.validationDatasetUri must be a non-empty string.")
-        settings = self._training_settings(local_model, spec)
+        settings = dataclasses.replace(self._training_settings(local_model, spec), init_adapter_dir=init_adapter)
         labels = _check_labels(body.get("labels"))
         display_name = body.get("tunedModelDisplayName") or ""
         if not isinstance(display_name, str) or len(display_name) > _MAX_DISPLAY_NAME_CHARS:
@@ -222,6 +223,23 @@ class JobRunner:
             self.store.save_job(job)
         self._wakeup.set()
         return job
+
+    def _pre_tuned(self, pre_tuned: Any) -> tuple[str, str]:
+        """(base model, adapter dir) of ``preTunedModel {tunedModelName, checkpointId}``."""
+        if not isinstance(pre_tuned, dict) or not isinstance(pre_tuned.get("tunedModelName"), str):
+            raise invalid_argument("preTunedModel.tunedModelName is required.")
+        name = pre_tuned["tunedModelName"]
+        model_id = name.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        with self.store.lock:
+            model = self.store.models.get(model_id)
+            if model is None:
+                raise invalid_argument(f"preTunedModel.tunedModelName {name} is not a tuned model of this server.")
+            checkpoint_id = pre_tuned.get("checkpointId")
+            known = {str(c.get("checkpoint_id")) for c in model.checkpoints}
+            if checkpoint_id is not None and str(checkpoint_id) not in known:
+                raise invalid_argument(f"Checkpoint {checkpoint_id} of {name} does not exist (has {sorted(known)}).")
+            checkpoint = model.checkpoint(None if checkpoint_id is None else str(checkpoint_id))
+            return model.base_model, checkpoint.adapter_dir
 
     def cancel_job(self, job_id: str) -> None:
         """Cancel: QUEUED/PENDING end at once; RUNNING goes CANCELLING and its worker gets SIGTERM."""
@@ -439,6 +457,9 @@ class JobRunner:
                 batch_size=self.config.batch_size,
                 max_seq_len=self.config.max_seq_len,
                 num_threads=self.config.worker_threads,
+                init_adapter_dir=(
+                    self.store.state_dir / settings.init_adapter_dir if settings.init_adapter_dir else None
+                ),
             )
         except (ImportError, ValueError, OSError, RuntimeError) as error:
             # UnknownLocalModelError / LocalModelUnavailableError / InvalidTrainRequestError
