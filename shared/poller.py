@@ -32,7 +32,8 @@ read it) is a JSON object::
       "checkpoints": [{"checkpoint_id": "1", "epoch": 1, "step": 10, "endpoint": "..."}],
       "error": {"code": 3, "message": "..."} | null,   # google.rpc code of the backend
       "data_stats": {...} | null,              # tuningDataStats as the backend reports it
-      "metrics": {...} | null                  # training progress when the backend has it
+      "metrics": {...} | null,                 # training progress when the backend has it
+      "curves": {"series": {...}} | null       # bounded metric curves (shared.curves)
     }
 
 Example:
@@ -54,6 +55,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
+from shared.curves import with_curves
 from shared.errors import ClaimInProgressError, ErrorInfo, NotFoundError, QuotaExceededError, is_retryable
 from shared.events import COMPLETION_EVENT_FOR_STATUS, EventType, event_id_for, job_event_data
 from shared.logs import log_event
@@ -212,6 +214,7 @@ def tuning_view(job: TuningJob) -> JSON:
         "error": error,
         "data_stats": job.data_stats,
         "metrics": job.metrics,
+        "curves": job.curves,
     }
 
 
@@ -517,6 +520,8 @@ class _Run:
         except Exception as exc:
             self.failure(outcome, record.id, "get_job", exc)
             return outcome
+        if job is not None:
+            job = with_curves(self.tuning, job, record.tuning)
         self.step(PollStep.FETCHED, record.id)
         now = self.clock()
 
