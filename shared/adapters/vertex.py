@@ -341,10 +341,10 @@ class VertexTuningBackend:
         result: MetricSeries = {}
         ids = {series_name.rsplit("/", 1)[-1]: label for series_name, label in display.items()}
         for data in answer.get("timeSeriesData") or []:
-            label = ids.get(str(data.get("tensorboardTimeSeriesId", "")))
-            if label is None:
+            series_label = ids.get(str(data.get("tensorboardTimeSeriesId", "")))
+            if series_label is None:
                 continue
-            points = result.setdefault(label, [])
+            points = result.setdefault(series_label, [])
             for value in data.get("values") or []:
                 step = _int(value.get("step"))
                 scalar = (value.get("scalar") or {}).get("value")
