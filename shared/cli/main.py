@@ -16,6 +16,7 @@ from shared.cli.demo_cmd import demo  # noqa: E402 - commands register after the
 from shared.cli.events_cmd import events_group  # noqa: E402
 from shared.cli.jobs_cmd import jobs_group  # noqa: E402
 from shared.cli.local_cmd import local_group  # noqa: E402
+from shared.cli.ui_cmd import ui  # noqa: E402
 from shared.cli.upload_cmd import upload  # noqa: E402
 from shared.cli.validate_cmd import validate  # noqa: E402
 
@@ -26,3 +27,4 @@ main.add_command(demo)
 main.add_command(local_group)
 main.add_command(validate)
 main.add_command(convert)
+main.add_command(ui)
