@@ -7,9 +7,9 @@ limited to 1 MiB, so the poller copies them into ``record.tuning["curves"]`` bou
 :data:`MAX_POINTS` points per series, downsampled with Largest-Triangle-Three-Buckets (keeps the
 first and last point and the visible shape: spikes survive, flat runs thin out).
 
-Stored shape (JSON)::
+Stored shape (JSON; parallel lists because Firestore cannot store an array inside an array)::
 
-    {"series": {"train_total_loss": [[step, value], ...], "eval_total_loss": [...], ...}}
+    {"series": {"train_total_loss": {"steps": [1, 2, ...], "values": [2.31, 2.05, ...]}, ...}}
 
 Example:
     >>> len(downsample([(i, float(i % 7)) for i in range(1000)], 50))
@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from shared.logs import log_event
 from shared.ports import MetricSeries, TuningBackend, TuningJob
@@ -77,28 +78,36 @@ def downsample(points: Sequence[Point], max_points: int = MAX_POINTS) -> list[Po
     return kept
 
 
-def merge_series(
-    stored: Mapping[str, Sequence[Sequence[float]]], fresh: MetricSeries, max_points: int = MAX_POINTS
-) -> JSON:
+def merge_series(stored: Mapping[str, Any], fresh: MetricSeries, max_points: int = MAX_POINTS) -> JSON:
     """Stored points plus the fresh ones after the last stored step, each series downsampled.
 
     A backend may return only a sample of a long series (Vertex's ``batchRead`` returns at most
     1,000 scalars per series), so points we already hold are kept rather than replaced.
 
-    >>> merge_series({"loss": [[1, 2.0]]}, {"loss": [(1, 9.0), (2, 1.5)]})
-    {'loss': [[1, 2.0], [2, 1.5]]}
+    >>> merge_series({"loss": {"steps": [1], "values": [2.0]}}, {"loss": [(1, 9.0), (2, 1.5)]})
+    {'loss': {'steps': [1, 2], 'values': [2.0, 1.5]}}
     """
     merged: JSON = {}
     for name in sorted(set(stored) | set(fresh)):
-        old: list[Point] = []
-        for item in stored.get(name, ()):
-            if len(item) == 2 and _finite(item[1]):
-                old.append((int(item[0]), float(item[1])))
+        old = series_points(stored.get(name))
         last = old[-1][0] if old else None
         new = sorted((int(s), float(v)) for s, v in fresh.get(name, ()) if _finite(v))
         combined = old + [p for p in new if last is None or p[0] > last]
-        merged[name] = [[step, value] for step, value in downsample(combined, max_points)]
+        kept = downsample(combined, max_points)
+        merged[name] = {"steps": [step for step, _ in kept], "values": [value for _, value in kept]}
     return merged
+
+
+def series_points(stored: Any) -> list[Point]:
+    """``(step, value)`` pairs of one stored series (tolerates a malformed or missing one).
+
+    >>> series_points({"steps": [1, 2], "values": [0.5, 0.25]})
+    [(1, 0.5), (2, 0.25)]
+    """
+    if not isinstance(stored, Mapping):
+        return []
+    steps, values = stored.get("steps") or [], stored.get("values") or []
+    return [(int(s), float(v)) for s, v in zip(steps, values, strict=False) if _finite(v) and _finite(s)]
 
 
 def with_curves(tuning: TuningBackend, job: TuningJob, stored_view: JSON | None) -> TuningJob:

@@ -1,7 +1,7 @@
 """Server-side SVG charts for the dashboard: no script, no external asset, every label escaped.
 
 Example:
-    >>> svg = line_chart({"train_total_loss": [[1, 2.0], [2, 1.0]]}, title="Loss", y_label="loss")
+    >>> svg = line_chart({"train_total_loss": [(1, 2.0), (2, 1.0)]}, title="Loss", y_label="loss")
     >>> svg.startswith("<svg") and "train_total_loss" in svg
     True
 """
@@ -33,8 +33,7 @@ def line_chart(
 ) -> str:
     """Lines over steps, one per series, with axes, ticks and a legend.
 
-    ``series`` maps a name to ``[[step, value], ...]`` (as stored by :mod:`shared.curves`).
-    A series with one point is drawn as a dot.
+    ``series`` maps a name to ``[(step, value), ...]``. A series with one point is a dot.
     """
     points = {name: [(float(p[0]), float(p[1])) for p in values if len(p) == 2] for name, values in series.items()}
     points = {name: values for name, values in points.items() if values}

@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from shared.curves import series_points
 from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
 from shared.states import JobStatus
 from shared.ui.charts import bar_chart, line_chart
@@ -395,9 +396,10 @@ def _curves_section(record: JobRecord, view: JSON) -> str:
         else:
             message = "The tuning backend reports no metric curves for this job."
         return f'<section id="curves"><h2>Training curves</h2><p class="muted no-curves">{esc(message)}</p></section>'
-    loss = {name: series[name] for name in LOSS_SERIES if name in series}
-    accuracy = {name: series[name] for name in ACCURACY_SERIES if name in series}
-    other = {name: values for name, values in series.items() if name not in loss and name not in accuracy}
+    points = {name: series_points(values) for name, values in series.items()}
+    loss = {name: points[name] for name in LOSS_SERIES if points.get(name)}
+    accuracy = {name: points[name] for name in ACCURACY_SERIES if points.get(name)}
+    other = {name: values for name, values in points.items() if values and name not in loss and name not in accuracy}
     charts = []
     if loss:
         charts.append(line_chart(loss, title="Loss (training and validation)", y_label="loss", css_class="chart loss"))

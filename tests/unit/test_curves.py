@@ -46,10 +46,13 @@ def test_too_small_a_bound_is_refused():
 
 
 def test_merge_appends_only_new_steps_and_drops_non_finite_values():
-    stored = {"train_total_loss": [[1, 3.0], [2, 2.5]]}
+    stored = {"train_total_loss": {"steps": [1, 2], "values": [3.0, 2.5]}}
     fresh = {"train_total_loss": [(1, 99.0), (2, 99.0), (3, 2.0), (4, float("nan"))], "eval_total_loss": [(2, 2.7)]}
     merged = merge_series(stored, fresh)
-    assert merged == {"eval_total_loss": [[2, 2.7]], "train_total_loss": [[1, 3.0], [2, 2.5], [3, 2.0]]}
+    assert merged == {
+        "eval_total_loss": {"steps": [2], "values": [2.7]},
+        "train_total_loss": {"steps": [1, 2, 3], "values": [3.0, 2.5, 2.0]},
+    }
 
 
 def test_merge_stays_bounded_over_many_polls():
@@ -57,8 +60,9 @@ def test_merge_stays_bounded_over_many_polls():
     for poll in range(20):
         fresh = {"loss": [(step, 1.0 / (step + 1)) for step in range(poll * 100, (poll + 1) * 100)]}
         stored = merge_series(stored, fresh, max_points=MAX_POINTS)
-    assert len(stored["loss"]) == MAX_POINTS
-    assert stored["loss"][0] == [0, 1.0] and stored["loss"][-1][0] == 1999
+    steps, values = stored["loss"]["steps"], stored["loss"]["values"]
+    assert len(steps) == len(values) == MAX_POINTS
+    assert (steps[0], values[0]) == (0, 1.0) and steps[-1] == 1999
 
 
 def _job(tuning: FakeTuningBackend, state: TuningState):
@@ -71,9 +75,9 @@ def test_with_curves_reads_running_jobs_and_keeps_stored_points():
     tuning = FakeTuningBackend()
     job = _job(tuning, TuningState.RUNNING)
     tuning.metric_series[job.name] = {"train_total_loss": [(1, 2.0), (2, 1.0)]}
-    stored_view = {"curves": {"series": {"train_total_loss": [[0, 3.0]]}}}
+    stored_view = {"curves": {"series": {"train_total_loss": {"steps": [0], "values": [3.0]}}}}
     result = with_curves(tuning, job, stored_view)
-    assert result.curves == {"series": {"train_total_loss": [[0, 3.0], [1, 2.0], [2, 1.0]]}}
+    assert result.curves == {"series": {"train_total_loss": {"steps": [0, 1, 2], "values": [3.0, 2.0, 1.0]}}}
 
 
 def test_with_curves_skips_pending_jobs_and_backends_without_series():
@@ -91,5 +95,5 @@ def test_a_failed_read_keeps_the_stored_curves():
     tuning = FakeTuningBackend()
     job = _job(tuning, TuningState.RUNNING)
     tuning.failures.fail_next("read_metric_series", RuntimeError("boom"))
-    stored = {"curves": {"series": {"loss": [[1, 1.0]]}}}
+    stored = {"curves": {"series": {"loss": {"steps": [1], "values": [1.0]}}}}
     assert with_curves(tuning, job, stored).curves == stored["curves"]

@@ -69,9 +69,9 @@ def _rich(jobs: FakeJobStore) -> JobRecord:
                 ],
                 "curves": {
                     "series": {
-                        "train_total_loss": [[1, 3.0], [2, 2.0], [3, 1.0]],
-                        "eval_total_loss": [[3, 1.5]],
-                        "train_fraction_of_correct_next_step_preds": [[1, 0.2], [3, 0.7]],
+                        "train_total_loss": {"steps": [1, 2, 3], "values": [3.0, 2.0, 1.0]},
+                        "eval_total_loss": {"steps": [3], "values": [1.5]},
+                        "train_fraction_of_correct_next_step_preds": {"steps": [1, 3], "values": [0.2, 0.7]},
                     }
                 },
             },
