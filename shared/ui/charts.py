@@ -56,9 +56,10 @@ def line_chart(
     def sy(y: float) -> float:
         return _TOP + plot_h - (y - y_min) / (y_max - y_min) * plot_h
 
+    total_h = HEIGHT + 16 * len(points)  # the legend sits under the plot, one row per series
     parts = [
         f'<svg class="{escape(css_class)}" role="img" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}">',
+        f'viewBox="0 0 {WIDTH} {total_h}" width="{WIDTH}" height="{total_h}">',
         f"<title>{escape(title)}</title>",
         f'<text x="{_LEFT}" y="16" class="chart-title">{escape(title)}</text>',
         f'<line x1="{_LEFT}" y1="{_TOP + plot_h}" x2="{WIDTH - _RIGHT}" y2="{_TOP + plot_h}" stroke="#5f6368"/>',
@@ -91,8 +92,8 @@ def line_chart(
                 f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}" '
                 f'data-series="{escape(name)}" data-points="{len(values)}"/>'
             )
-        legend_y = _TOP + 4 + index * 16
-        legend_x = WIDTH - _RIGHT - 230
+        legend_y = HEIGHT + 8 + index * 16
+        legend_x = _LEFT
         parts.append(f'<rect x="{legend_x}" y="{legend_y - 9}" width="10" height="10" fill="{colour}"/>')
         parts.append(f'<text x="{legend_x + 14}" y="{legend_y}" class="legend">{escape(name)}</text>')
     parts.append("</svg>")
