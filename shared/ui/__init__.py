@@ -27,7 +27,6 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from importlib import resources
 from typing import TYPE_CHECKING
 
 import orjson
@@ -44,6 +43,7 @@ from shared.logs import log_event
 from shared.ports import JobQuery
 from shared.records import JobRecord, to_rfc3339
 from shared.ui import pages
+from shared.ui.assets import ASSETS
 
 if TYPE_CHECKING:
     from shared.api import JobsApi, Principal
@@ -64,7 +64,6 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Cache-Control", "no-store"),
 )
 
-_STATIC = {"app.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
 _JOB = re.compile(r"^/ui/jobs/(?P<id>[^/]+)$")
 _LIVE = re.compile(r"^/ui/jobs/(?P<id>[^/]+)/live\.json$")
 _CANCEL = re.compile(r"^/ui/jobs/(?P<id>[^/]+)/cancel$")
@@ -134,10 +133,10 @@ def _route(
     if path == "/ui/":
         return _only(method, "GET", lambda: _jobs(api, params))
     if path.startswith("/ui/static/"):
-        name = path.removeprefix("/ui/static/")
-        if name in _STATIC:
-            body = resources.files("shared.ui").joinpath("static", name).read_bytes()
-            return _only(method, "GET", lambda: UiResponse(200, body, _STATIC[name]))
+        asset = ASSETS.get(path.removeprefix("/ui/static/"))
+        if asset is not None:
+            content_type, text = asset
+            return _only(method, "GET", lambda: UiResponse(200, text.encode(), content_type))
     if match := _JOB.match(path):
         job_id = match["id"]
         return _only(method, "GET", lambda: _job(api, job_id, headers, principal))

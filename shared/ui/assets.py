@@ -1,5 +1,14 @@
+"""The dashboard's only assets, kept in Python so every packaging (wheel, deploy/gcp/package.py,
+which ships ``.py`` files) carries them: one stylesheet and one small script, served from
+``/ui/static/``. No web fonts, no CDN.
+"""
+
+from __future__ import annotations
+
+APP_CSS = """\
 /* sftpilot dashboard: one small stylesheet, no web fonts, no external assets. */
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #202124; background: #fff; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
+       color: #202124; background: #fff; }
 header { background: #202124; color: #fff; padding: 10px 20px; }
 header a.brand { color: #fff; font-weight: 600; text-decoration: none; margin-right: 12px; }
 header .crumb { color: #bdc1c6; }
@@ -39,3 +48,53 @@ svg.chart { display: block; margin: 8px 0; max-width: 100%; height: auto; }
 svg .chart-title { font-size: 13px; font-weight: 600; fill: #202124; }
 svg .tick, svg .legend { font-size: 11px; fill: #5f6368; }
 .live-note { color: #1967d2; font-size: 12px; }
+"""
+
+LIVE_JS = """\
+// sftpilot dashboard: keep a job page current without a reload.
+// Polls the small JSON endpoint named by <main data-live>; when the record changed, fetches the
+// page again (same URL, same credentials) and swaps <main>. Stops once the job has settled.
+(function () {
+  "use strict";
+  var main = document.getElementById("main");
+  if (!main || !main.dataset.live) { return; }
+  var url = main.dataset.live;
+  var seen = main.dataset.stamp || null;
+  var timer = null;
+  function swap() {
+    return fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (text) {
+        if (!text) { return; }
+        var doc = new DOMParser().parseFromString(text, "text/html");
+        var fresh = doc.getElementById("main");
+        if (!fresh) { return; }
+        main.innerHTML = fresh.innerHTML;
+        main.dataset.live = fresh.dataset.live || "";
+        main.dataset.stamp = fresh.dataset.stamp || "";
+        if (!fresh.dataset.live) { stop(); }
+      });
+  }
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (state) {
+        if (!state) { return; }
+        var stamp = state.updated_at + "|" + state.status;
+        if (seen === null) { seen = stamp; return; }
+        if (stamp !== seen) { seen = stamp; return swap(); }
+      })
+      .catch(function () { /* transient: try again at the next tick */ });
+  }
+  function stop() { if (timer) { clearInterval(timer); timer = null; } }
+  main.setAttribute("data-live-active", "1");
+  poll();
+  timer = setInterval(poll, 3000);
+})();
+"""
+
+ASSETS: dict[str, tuple[str, str]] = {
+    "app.css": ("text/css; charset=utf-8", APP_CSS),
+    "live.js": ("text/javascript; charset=utf-8", LIVE_JS),
+}
+"""File name -> (content type, text)."""
