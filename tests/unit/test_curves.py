@@ -97,3 +97,34 @@ def test_a_failed_read_keeps_the_stored_curves():
     tuning.failures.fail_next("read_metric_series", RuntimeError("boom"))
     stored = {"curves": {"series": {"loss": {"steps": [1], "values": [1.0]}}}}
     assert with_curves(tuning, job, stored).curves == stored["curves"]
+
+
+def test_the_poller_copies_new_points_bounded_and_writes_nothing_when_none_are_new():
+    from shared.adapters.fakes import FakeJobStore, FakePublisher
+    from shared.poller import PollOptions, run_poll
+    from shared.records import DatasetRef, new_record, utcnow
+    from shared.states import JobStatus
+
+    jobs, tuning = FakeJobStore(), FakeTuningBackend()
+    job = _job(tuning, TuningState.RUNNING)
+    record = new_record(DatasetRef("b", "datasets/l/a.jsonl", 1, "l"), utcnow())
+    record = record.transition(JobStatus.SUBMITTING, utcnow()).transition(
+        JobStatus.RUNNING, utcnow(), tuning_job=job.name
+    )
+    assert jobs.create(record)
+
+    def poll() -> int:
+        summary = run_poll(
+            jobs=jobs, tuning=tuning, publisher=FakePublisher(), clock=utcnow, options=PollOptions(), owner="t"
+        )
+        assert not summary.errors
+        return summary.changed
+
+    tuning.metric_series[job.name] = {"train_total_loss": [(s, 10.0 / s) for s in range(1, 1001)]}
+    assert poll() == 1
+    stored = jobs.get(record.id).tuning["curves"]["series"]["train_total_loss"]
+    assert len(stored["steps"]) == MAX_POINTS and stored["steps"][0] == 1 and stored["steps"][-1] == 1000
+    assert poll() == 0  # same points: no write
+    tuning.metric_series[job.name]["train_total_loss"].append((1001, 0.001))
+    assert poll() == 1
+    assert jobs.get(record.id).tuning["curves"]["series"]["train_total_loss"]["steps"][-1] == 1001
