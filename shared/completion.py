@@ -367,10 +367,11 @@ def _write_reports(
     scores = result.scores()
     if options.compare_base:
         if "base" in scores and "tuned" in scores:
-            title = f"{record.lineage}/{record.dataset.stem} #{record.dataset.generation}: base vs tuned"
+            title = f"{record.lineage}/{record.dataset.stem}: base vs tuned ROUGE"
             try:
                 ordered = {"base": scores["base"], "tuned": scores["tuned"]}  # grey base, blue tuned
-                png = render_png(build_rouge_figure(ordered, title=title))
+                scored = sum(1 for r in result.results if r.rouge is not None)
+                png = render_png(build_rouge_figure(ordered, title=title, prompts=scored))
                 ctx.blobs.write_bytes(bucket, f"{folder}/{CHART_FILE}", png, "image/png")
                 chart_uri = f"gs://{bucket}/{folder}/{CHART_FILE}"
             except Exception as exc:

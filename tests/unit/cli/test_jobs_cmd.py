@@ -112,6 +112,12 @@ def test_show_renders_history_validation_and_smoke_test(served):
                     "checks": [{"kind": "contains", "passed": True}],
                 }
             ],
+            "scores": {
+                "tuned": {"rouge1": 0.91, "rouge2": 0.8, "rougeL": 0.9},
+                "base": {"rouge1": 0.2, "rouge2": 0.05, "rougeL": 0.15},
+            },
+            "report_uri": "gs://bkt/reports/faq/v1/5/smoke_test.json",
+            "chart_uri": "gs://bkt/reports/faq/v1/5/rouge.png",
         },
     )
     result = CliRunner().invoke(main, ["jobs", "show", rec.id])
@@ -121,6 +127,8 @@ def test_show_renders_history_validation_and_smoke_test(served):
     assert "Validation: valid, 0 error(s), 1 warning(s)" in out
     assert out.index("RECEIVED") < out.index("SUBMITTING") < out.index("SUCCEEDED ")
     assert "Smoke test: PASSED (1/1 prompts)" in out
+    assert "tuned         0.910  0.800  0.900" in out and "base          0.200  0.050  0.150" in out
+    assert "chart       gs://bkt/reports/faq/v1/5/rouge.png" in out
     shown = CliRunner().invoke(main, ["jobs", "show", rec.id, "--json"])
     assert json.loads(shown.output)["tuning_job"] == "projects/p/locations/l/tuningJobs/9"
 
@@ -191,3 +199,30 @@ def test_unreachable_api_is_a_clear_error(monkeypatch):
     result = CliRunner().invoke(main, ["jobs", "list"])
     assert result.exit_code == 2
     assert "cannot reach the jobs API" in result.output
+
+
+def test_watch_right_after_upload_waits_for_the_record_to_appear(served):
+    jobs, _ = served
+    now = utcnow()
+    rec = new_record(DatasetRef("bkt", "datasets/faq/late.jsonl", 5, "faq"), now).transition(
+        JobStatus.REJECTED, now, note="invalid"
+    )
+    created = threading.Event()
+
+    def create_later():
+        created.wait(0.8)
+        jobs.create(rec)
+
+    threading.Thread(target=create_later, daemon=True).start()
+    result = CliRunner().invoke(main, ["jobs", "watch", rec.id, "--interval", "0.2", "--timeout", "30"])
+    created.set()
+    assert "waiting for the job record" in result.output
+    assert "REJECTED" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 1  # the job itself was rejected: watch ran to its end
+
+
+def test_watch_gives_up_on_a_record_that_never_appears_with_a_clear_message(served):
+    result = CliRunner().invoke(main, ["jobs", "watch", "0" * 32, "--appear-wait", "0.5", "--interval", "0.2"])
+    assert result.exit_code == 1
+    assert "no job record" in result.output and "E_RECORD_NOT_FOUND" in result.output
+    assert "Traceback" not in result.output
