@@ -41,7 +41,8 @@ read it) is a JSON object::
       "base_model": "gemini-2.5-flash" | null, # baseModel, or preTunedModel.baseModel (continuous)
       "detail_state": "TUNING_JOB_STATE_WAITING_FOR_QUOTA" | null,  # Vertex tuningJobState
       "waiting_for_quota": true | false,       # accepted, held until the concurrent-job quota frees
-      "quota_wait_ended_at": "..."             # only after such a wait (the stall clock starts there)
+      "quota_wait_ended_at": "...",            # only after such a wait (the stall clock starts there)
+      "curves": {"series": {...}} | null       # bounded metric curves (shared.curves)
     }
 
 Example:
@@ -63,6 +64,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
+from shared.curves import with_curves
 from shared.errors import ClaimInProgressError, ErrorInfo, NotFoundError, QuotaExceededError, is_retryable
 from shared.events import COMPLETION_EVENT_FOR_STATUS, EventType, event_id_for, job_event_data
 from shared.logs import log_event
@@ -225,6 +227,7 @@ def tuning_view(job: TuningJob) -> JSON:
         "base_model": job.base_model or None,
         "detail_state": job.detail_state,
         "waiting_for_quota": job.detail_state == WAITING_FOR_QUOTA and not job.has_ended,
+        "curves": job.curves,
     }
 
 
@@ -555,6 +558,8 @@ class _Run:
         except Exception as exc:
             self.failure(outcome, record.id, "get_job", exc)
             return outcome
+        if job is not None:
+            job = with_curves(self.tuning, job, record.tuning)
         self.step(PollStep.FETCHED, record.id)
         now = self.clock()
 

@@ -217,6 +217,10 @@ class TunedCheckpoint:
     endpoint: str | None
 
 
+MetricSeries = dict[str, list[tuple[int, float]]]
+"""Scalar time series of one tuning job: metric name (e.g. ``train_total_loss``) -> (step, value)."""
+
+
 @dataclass(frozen=True)
 class TuningJob:
     """Backend-neutral view of a tuning job (what ``tunings.get`` told us)."""
@@ -240,6 +244,8 @@ class TuningJob:
     """Training progress/metrics when the backend exposes them (steps done, losses)."""
     detail_state: str | None = None
     """Vertex's ``tuningJobState`` sub-state (e.g. ``TUNING_JOB_STATE_WAITING_FOR_QUOTA``), if sent."""
+    curves: JSON | None = None
+    """Bounded metric curves copied by the poller (:mod:`shared.curves`); None when the backend has none."""
 
     @property
     def has_ended(self) -> bool:
@@ -310,6 +316,10 @@ class TuningBackend(Protocol):
 
     def cancel_job(self, name: str) -> None:
         """Request cancellation (the job moves to CANCELLING, then usually CANCELLED)."""
+        ...
+
+    def read_metric_series(self, name: str) -> MetricSeries | None:
+        """The job's scalar metric series (loss, token accuracy per step); None if the backend keeps none."""
         ...
 
     def generate(self, endpoint: str, request: GenerationRequest) -> GenerationResult:

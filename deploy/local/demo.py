@@ -199,14 +199,35 @@ def run_demo(options: DemoOptions, say: Say = print) -> DemoResult:
         on_progress=lambda message: say(f"  {message}"),
     )
     stack.start()
+    dashboard = _start_dashboard(stack, say)
     try:
         result = _run(stack, options, say, started)
         if options.keep:
+            say(f"dashboard: {dashboard.url}" if dashboard else "dashboard: run `sftpilot ui` from another shell")
             _serve_until_interrupted(options.state_dir, say)
         return result
     finally:
         say("stopping the local stack ...")
+        if dashboard is not None:
+            dashboard.close()
         stack.stop()
+
+
+def _start_dashboard(stack: LocalStack, say: Say) -> Any:
+    """The dashboard proxy for this stack (watch the jobs live while the demo runs), or None."""
+    from shared.ui.proxy import DashboardProxy, Target  # noqa: PLC0415
+
+    env = stack.env()
+    url, token = env.get("SFTPILOT_API_URL", ""), env.get("SFTPILOT_API_TOKEN", "")
+    if not url or not token:
+        return None
+    try:
+        proxy = DashboardProxy(Target(url, lambda: token, "local stack"), port=0).start()
+    except OSError as exc:
+        say(f"dashboard not started ({exc})")
+        return None
+    say(f"dashboard (live while the demo runs): {proxy.url}")
+    return proxy
 
 
 def explore_hint(state_dir: Path, cli: str | None = None) -> list[str]:

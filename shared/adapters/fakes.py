@@ -45,6 +45,7 @@ from shared.ports import (
     GenerationResult,
     JobPage,
     JobQuery,
+    MetricSeries,
     ModelInfo,
     OutgoingEvent,
     QueryOrder,
@@ -392,6 +393,8 @@ class FakeTuningBackend:
         """Endpoint name -> deployed model names."""
         self.calls: Counter[str] = Counter()
         self.generations: list[tuple[str, GenerationRequest]] = []
+        self.metric_series: dict[str, MetricSeries] = {}
+        """Job name -> its metric series; jobs not listed have none (like a backend without curves)."""
         self.failures = FailureScript()
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
@@ -443,6 +446,15 @@ class FakeTuningBackend:
         if job is None:
             raise NotFoundError("get_job", 404, f"TuningJob {name} not found", "NOT_FOUND")
         return job
+
+    def read_metric_series(self, name: str) -> MetricSeries | None:
+        """The series a test put in :attr:`metric_series`, or None; NotFoundError for unknown jobs."""
+        self._enter("read_metric_series")
+        with self._lock:
+            if name not in self.jobs:
+                raise NotFoundError("read_metric_series", 404, f"TuningJob {name} not found", "NOT_FOUND")
+            series = self.metric_series.get(name)
+        return None if series is None else {key: list(points) for key, points in series.items()}
 
     def list_jobs(self, labels: dict[str, str] | None = None, page_size: int = 100) -> Iterator[TuningJob]:
         """Jobs carrying all ``labels``, oldest first."""

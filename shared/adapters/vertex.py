@@ -45,6 +45,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -62,6 +63,7 @@ from shared.ports import (
     DeployedModelRef,
     GenerationRequest,
     GenerationResult,
+    MetricSeries,
     ModelInfo,
     TunedCheckpoint,
     TuningJob,
@@ -314,6 +316,73 @@ class VertexTuningBackend:
     def cancel_job(self, name: str) -> None:
         """Request cancellation (QUEUED/PENDING end at once; RUNNING goes CANCELLING)."""
         self._call("cancel", lambda: self.client.tunings.cancel(name=name), retry=True)
+
+    def read_metric_series(self, name: str) -> MetricSeries | None:
+        """The job's scalar TensorBoard time series (loss, token accuracy per step), or None.
+
+        Where Vertex keeps them (REST v1, documented resources):
+
+        * ``TuningJob.experiment`` - "Output only. The Experiment associated with this
+          TuningJob" (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs).
+          It names a Vertex AI Experiment, a metadata context
+          ``projects/P/locations/L/metadataStores/default/contexts/E``; its metadata key
+          ``backing_tensorboard_resource`` names the TensorBoard, whose experiment ``E`` holds
+          the runs (the convention of google-cloud-aiplatform's experiment tracking). A name
+          that already is ``.../tensorboards/T/experiments/E`` is used as it is.
+        * ``GET {tensorboardExperiment}/runs`` -> ``{tensorboardRuns: [{name}]}`` and
+          ``GET {run}/timeSeries`` -> ``{tensorboardTimeSeries: [{name, displayName, valueType}]}``
+          (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tensorboards.experiments.runs.timeSeries/list).
+        * ``GET {tensorboard}:batchRead?timeSeries=...`` -> ``{timeSeriesData: [{tensorboardTimeSeriesId,
+          valueType, values: [{wallTime, step, scalar: {value}}]}]}``, at most 1,000 scalars per
+          series (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tensorboards/batchRead).
+
+        Series are named by their display name without the leading ``/`` (Gemini tuning logs
+        ``train_total_loss``, ``train_fraction_of_correct_next_step_preds``, ``eval_*``). The local
+        tuning server serves the same resources. None when the job has no experiment or the
+        experiment has no TensorBoard.
+        """
+        return self._call("read_metric_series", lambda: self._read_series(name), retry=True)
+
+    def _read_series(self, name: str) -> MetricSeries | None:
+        experiment = self._raw("get", name).get("experiment")
+        if not isinstance(experiment, str) or not experiment:
+            return None
+        if "/tensorboards/" in experiment:
+            tb_experiment = experiment
+        else:
+            context = self._raw("get", experiment)
+            tensorboard = (context.get("metadata") or {}).get("backing_tensorboard_resource")
+            if not isinstance(tensorboard, str) or not tensorboard:
+                return None
+            tb_experiment = f"{tensorboard}/experiments/{experiment.rsplit('/', 1)[-1]}"
+        tensorboard_name = tb_experiment.split("/experiments/", 1)[0]
+        display: dict[str, str] = {}
+        for run in self._raw("get", f"{tb_experiment}/runs").get("tensorboardRuns") or []:
+            run_name = run.get("name") if isinstance(run, dict) else None
+            if not isinstance(run_name, str):
+                continue
+            for series in self._raw("get", f"{run_name}/timeSeries").get("tensorboardTimeSeries") or []:
+                if isinstance(series, dict) and series.get("valueType", "SCALAR") == "SCALAR" and series.get("name"):
+                    label = str(series.get("displayName") or series["name"].rsplit("/", 1)[-1]).lstrip("/")
+                    display[str(series["name"])] = label
+        if not display:
+            return {}
+        query = "&".join(f"timeSeries={quote(series_name, safe='/')}" for series_name in display)
+        answer = self._raw("get", f"{tensorboard_name}:batchRead?{query}")
+        result: MetricSeries = {}
+        ids = {series_name.rsplit("/", 1)[-1]: label for series_name, label in display.items()}
+        for data in answer.get("timeSeriesData") or []:
+            series_label = ids.get(str(data.get("tensorboardTimeSeriesId", "")))
+            if series_label is None:
+                continue
+            points = result.setdefault(series_label, [])
+            for value in data.get("values") or []:
+                step = _int(value.get("step"))
+                scalar = (value.get("scalar") or {}).get("value")
+                if step is not None and isinstance(scalar, int | float):
+                    points.append((step, float(scalar)))
+            points.sort()
+        return result
 
     def generate(self, endpoint: str, request: GenerationRequest) -> GenerationResult:
         """Generate on ``projects/../endpoints/ID`` (or ``endpoints/ID``) or a base model name."""
