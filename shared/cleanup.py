@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
@@ -517,6 +517,46 @@ def retire_model(
         run.step(action, target.model, StepResult.FAILED, f"{info_error.code}: {info_error.message}")
         return TargetOutcome(target, TargetStatus.FAILED, tuple(run.steps))
     return TargetOutcome(target, TargetStatus.WOULD_RETIRE if dry_run else TargetStatus.RETIRED, tuple(run.steps))
+
+
+def undeploy_endpoints(
+    model: str,
+    endpoints: tuple[str, ...],
+    *,
+    tuning: TuningBackend,
+    managed_by: str,
+    dry_run: bool,
+    retry: RetryPolicy | None = None,
+    sleep: Sleep = time.sleep,
+) -> tuple[CleanupStep, ...]:
+    """Undeploy ``model`` from ``endpoints`` only (the model stays), then delete them if empty.
+
+    Used for the checkpoints the best-checkpoint choice did not pick (:mod:`shared.best_checkpoint`).
+    Same label check, NotFound-is-done and error rules as :func:`retire_model`.
+    """
+    run = _Run(tuning=tuning, retry=retry or RetryPolicy(), sleep=sleep, dry_run=dry_run)
+    action = Action.CHECK_LABELS
+    try:
+        info = run.call(lambda: tuning.get_model(model))
+        label = info.labels.get(MANAGED_BY_LABEL)
+        if label != managed_by:
+            detail = f"model labelled {MANAGED_BY_LABEL}={label!r}, this deployment is {managed_by!r}: not touched"
+            run.step(Action.CHECK_LABELS, model, StepResult.SKIPPED, detail)
+            return tuple(run.steps)
+        run.step(Action.CHECK_LABELS, model, StepResult.DONE, f"{MANAGED_BY_LABEL}={managed_by}")
+        action = Action.UNDEPLOY
+        run.undeploy_all(replace(info, deployments=tuple(d for d in info.deployments if d.endpoint in endpoints)))
+        action = Action.DELETE_ENDPOINT
+        for endpoint in endpoints:
+            run.delete_endpoint(endpoint)
+    except NotFoundError:
+        run.step(action, model, StepResult.NOT_FOUND, "model already deleted")
+    except Exception as exc:
+        if is_retryable(exc):
+            raise
+        error = ErrorInfo.from_exception(exc)
+        run.step(action, model, StepResult.FAILED, f"{error.code}: {error.message}")
+    return tuple(run.steps)
 
 
 def execute_plan(

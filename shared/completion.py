@@ -19,6 +19,11 @@ tests inject crashes between them):
                claimed, superseded models retired (:mod:`shared.cleanup`), ``model.deleted``
                events staged on this job's record and published.
 
+With ``gate.best_checkpoint`` (:mod:`shared.best_checkpoint`), PROMPTED also scores every
+checkpoint endpoint and sets the best as the model's default checkpoint (before RECORDED, so a
+redelivery after RECORDED never repeats it); with ``cleanup.enabled`` the other checkpoint
+endpoints are undeployed under ``effects/<event_id>:checkpoints`` after PUBLISHED.
+
 A crash after RECORDED is resumed by the redelivery from the record (no prompt runs twice); a
 crash before it re-runs the prompts once the lease expires (nothing was recorded yet).
 
@@ -46,6 +51,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.best_checkpoint import CheckpointChoice, best_answers, other_endpoints, score_checkpoints
 from shared.budget import record_actual_cost
 from shared.cleanup import (
     CleanupPolicy,
@@ -55,6 +61,8 @@ from shared.cleanup import (
     plan_own_model_cleanup,
     plan_retirement,
     run_cleanup,
+    tuned_model_of,
+    undeploy_endpoints,
 )
 from shared.completion_message import CompletionMessage
 from shared.errors import ClaimInProgressError, ErrorInfo, SmokeTestDeadlineError, is_retryable
@@ -83,7 +91,7 @@ from shared.ports import (
 )
 from shared.records import JSON, JobRecord, to_rfc3339
 from shared.report_chart import build_rouge_figure, render_png
-from shared.retry import RetryPolicy, Sleep
+from shared.retry import RetryPolicy, Sleep, call_with_retries
 from shared.settings import Settings
 from shared.smoke_test import (
     SmokeTestOptions,
@@ -301,7 +309,10 @@ def _handle_succeeded(ctx: _Context, record: JobRecord) -> CompletionOutcome:
 
     retired: tuple[str, ...] = ()
     detail = f"smoke test {'passed' if passed else 'failed'}"
+    retiring_itself = gate.enabled and gate.on_reject == "retire"
     verdict = gate_verdict_of(ctx.jobs.get(record.id) or record) if gate.enabled else None
+    if gate.best_checkpoint and policy.enabled and not (retiring_itself and verdict is not Verdict.PROMOTED):
+        did_work = _undeploy_other_checkpoints(ctx, record.id, policy) or did_work
     if verdict is not None:
         detail += f"; gate {verdict.value}"
     if gate.enabled and verdict is not Verdict.PROMOTED:
@@ -418,8 +429,13 @@ def _smoke_test_under_claim(
     event_id = f"{record.id}:smoke_test"
     gate_field: JSON | None = None
     gate_event: tuple[EventType, JSON] | None = None
+    choice = _choose_checkpoint(ctx, record, result, options, gate) if gate.best_checkpoint else None
     if gate.enabled:
-        gate_field, gate_event = _run_gate(ctx, record, result, options, gate, tested_at)
+        gate_field, gate_event = _run_gate(ctx, record, result, options, gate, tested_at, choice)
+    elif choice is not None:
+        gate_field = {"checkpoints": choice[0]}
+        gate_field["report_uri"], note = _write_gate_report(ctx, record, {"checkpoints": choice[0]})
+        gate_field["notes"] = [note] if note else []
 
     def mutate(current: JobRecord) -> JobRecord | None:
         if (current.smoke_test or {}).get("event_id") == ctx.message.event_id:
@@ -476,6 +492,94 @@ def _keep_progress(ctx: _Context, job_id: str, result: SmokeTestResult) -> None:
     raise SmokeTestDeadlineError(int(progress["done"]), int(progress["total"]), remaining)
 
 
+def _choose_checkpoint(
+    ctx: _Context, record: JobRecord, smoke: SmokeTestResult, options: SmokeTestOptions, gate: GateOptions
+) -> tuple[JSON, CheckpointChoice]:
+    """Score the checkpoints, set the best as the model's default; the ``gate.checkpoints`` value."""
+    choice = score_checkpoints(
+        record, smoke, options=gate, smoke_options=options, tuning=ctx.tuning, retry=ctx.options.retry, sleep=ctx.sleep
+    )
+    value: JSON = {**choice.to_dict(), "default_checkpoint_set": False}
+    model = tuned_model_of(record)
+    if choice.best is not None and model:
+        checkpoint_id = choice.best.checkpoint_id
+        try:
+            call_with_retries(
+                lambda: ctx.tuning.set_default_checkpoint(model, checkpoint_id),
+                retry=ctx.options.retry,
+                sleep=ctx.sleep,
+            )
+        except Exception as exc:
+            if is_retryable(exc):
+                raise
+            value["error"] = ErrorInfo.from_exception(exc).message
+        else:
+            value["default_checkpoint_set"] = True
+    log_event("INFO", "best checkpoint chosen", job_id=record.id, best=value["best"], reason=choice.reason)
+    return value, choice
+
+
+def _undeploy_other_checkpoints(ctx: _Context, job_id: str, policy: CleanupPolicy) -> bool:
+    """Undeploy the checkpoints the choice did not pick, under ``<event_id>:checkpoints``."""
+    record = ctx.jobs.get(job_id)
+    model = tuned_model_of(record) if record else None
+    choice = (record.gate or {}).get("checkpoints") if record else None
+    if record is None or not model or not choice or not choice.get("default_checkpoint_set"):
+        return False
+    endpoints = other_endpoints(record, choice)
+    if not endpoints:
+        return False
+    effect_id = f"{ctx.message.event_id}:checkpoints"
+    claim = ctx.claim(effect_id)
+    if claim.state is EffectState.COMPLETED:
+        return False
+    try:
+        steps = undeploy_endpoints(
+            model,
+            endpoints,
+            tuning=ctx.tuning,
+            managed_by=ctx.options.deployment,
+            dry_run=policy.dry_run,
+            retry=ctx.options.retry,
+            sleep=ctx.sleep,
+        )
+        at = ctx.clock()
+        entry: JSON = {
+            "event_id": ctx.message.event_id,
+            "kept": choice["best"]["endpoint"],
+            "endpoints": list(endpoints),
+            "dry_run": policy.dry_run,
+            "steps": [s.to_dict() for s in steps],
+            "at": to_rfc3339(at),
+        }
+
+        def mutate(current: JobRecord) -> JobRecord | None:
+            cleanup = dict(current.cleanup or {})
+            if (cleanup.get("checkpoints") or {}).get("event_id") == ctx.message.event_id:
+                return None
+            return current.with_changes(at, cleanup={**cleanup, "checkpoints": entry})
+
+        ctx.jobs.update(job_id, mutate)
+        ctx.jobs.complete_effect(effect_id, ctx.owner, {"endpoints": list(endpoints)})
+    except Exception as exc:
+        _release_if_retryable(ctx, effect_id, exc)
+        raise
+    return True
+
+
+def _write_gate_report(ctx: _Context, record: JobRecord, body: JSON) -> tuple[str | None, str | None]:
+    """Write ``gate.json``; (its URI, None) or (None, why not) for a non-retryable failure."""
+    folder = _reports_folder(ctx, record)
+    try:
+        data = json.dumps({"job_id": record.id, "lineage": record.lineage, **body}, indent=2, ensure_ascii=False)
+        ctx.blobs.write_bytes(ctx.options.bucket, f"{folder}/{GATE_REPORT_FILE}", data.encode(), "application/json")
+    except Exception as exc:
+        if is_retryable(exc):
+            raise
+        return None, f"report not written: {ErrorInfo.from_exception(exc).message}"
+    return f"gs://{ctx.options.bucket}/{folder}/{GATE_REPORT_FILE}", None
+
+
 def _run_gate(
     ctx: _Context,
     record: JobRecord,
@@ -483,9 +587,11 @@ def _run_gate(
     options: SmokeTestOptions,
     gate: GateOptions,
     tested_at: datetime,
+    checkpoints: tuple[JSON, CheckpointChoice] | None = None,
 ) -> tuple[JSON, tuple[EventType, JSON]]:
     """Run the quality gate (:mod:`shared.gate`), write ``gate.json``; return the field and the event."""
     live = find_live(iter_lineage_candidates(ctx.jobs, record.lineage), exclude=record.id)
+    tuned_endpoint = str((record.tuning or {}).get("endpoint") or "")
     result = run_gate(
         record,
         smoke,
@@ -495,19 +601,15 @@ def _run_gate(
         tuning=ctx.tuning,
         retry=ctx.options.retry,
         sleep=ctx.sleep,
+        new_answers=best_answers(checkpoints[1], tuned_endpoint) if checkpoints else None,
     )
-    folder = _reports_folder(ctx, record)
-    report_uri: str | None = f"gs://{ctx.options.bucket}/{folder}/{GATE_REPORT_FILE}"
-    field_value = {**result.to_dict(), "options": gate.to_dict(), "decided_at": to_rfc3339(tested_at)}
-    try:
-        body = {"job_id": record.id, "lineage": record.lineage, **result.to_dict(with_answers=True)}
-        data = json.dumps({**body, "options": gate.to_dict()}, indent=2, ensure_ascii=False).encode()
-        ctx.blobs.write_bytes(ctx.options.bucket, f"{folder}/{GATE_REPORT_FILE}", data, "application/json")
-    except Exception as exc:
-        if is_retryable(exc):
-            raise
-        field_value["notes"] = [*result.notes, f"report not written: {ErrorInfo.from_exception(exc).message}"]
-        report_uri = None
+    extra: JSON = {"options": gate.to_dict()}
+    if checkpoints is not None:
+        extra["checkpoints"] = checkpoints[0]
+    field_value = {**result.to_dict(), **extra, "decided_at": to_rfc3339(tested_at)}
+    report_uri, note = _write_gate_report(ctx, record, {**result.to_dict(with_answers=True), **extra})
+    if note:
+        field_value["notes"] = [*result.notes, note]
     field_value["report_uri"] = report_uri
     log_event("INFO", "gate decided", job_id=record.id, lineage=record.lineage, verdict=result.verdict.value)
     return field_value, (GATE_EVENT_FOR_VERDICT[result.verdict], gate_event_data(record, result, report_uri))

@@ -12,6 +12,12 @@
       bootstrap_samples: 2000  # resamples of the paired bootstrap
       seed: 0                  # the bootstrap's seed: the same answers always give the same verdict
       min_prompts: 3           # fewer scored prompts than this: HELD (too little evidence)
+      best_checkpoint: false   # score every exported checkpoint, make the best the default one
+
+``best_checkpoint`` (:mod:`shared.best_checkpoint`) runs before the verdict: with intermediate
+checkpoints exported, the gate's prompts are scored on every checkpoint endpoint, the best
+becomes the model's default checkpoint, and the gate judges that checkpoint's answers. The
+lineage's live model is then served by that checkpoint's endpoint (:func:`serving_endpoint`).
 
 The prompts are the smoke test's prompts that carry a ``reference`` (explicit ``prompts:``
 with ``reference:``, or the first ``smoke_test.from_validation`` validation examples, whose
@@ -117,6 +123,7 @@ class GateOptions:
     bootstrap_samples: int = 2000
     seed: int = 0
     min_prompts: int = 3
+    best_checkpoint: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> GateOptions:
@@ -133,6 +140,7 @@ class GateOptions:
             bootstrap_samples=int(section.get("bootstrap_samples") or d.bootstrap_samples),
             seed=int(section.get("seed", d.seed) or 0),
             min_prompts=int(section.get("min_prompts", d.min_prompts) or 1),
+            best_checkpoint=bool(section.get("best_checkpoint", d.best_checkpoint)),
         )
 
     def to_dict(self) -> JSON:
@@ -147,6 +155,7 @@ class GateOptions:
             "bootstrap_samples": self.bootstrap_samples,
             "seed": self.seed,
             "min_prompts": self.min_prompts,
+            "best_checkpoint": self.best_checkpoint,
         }
 
 
@@ -186,7 +195,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_gate_value(key: str, value: Any) -> str | None:
-    if key == "enabled":
+    if key in ("enabled", "best_checkpoint"):
         return None if isinstance(value, bool) else f"must be true or false (got {value!r})"
     if key == "against":
         if (
@@ -386,12 +395,18 @@ def gate_verdict_of(record: JobRecord) -> Verdict | None:
         return None
 
 
+def serving_endpoint(record: JobRecord) -> str:
+    """The endpoint that serves a job's model: its best checkpoint's, else the tuned endpoint."""
+    best = ((record.gate or {}).get("checkpoints") or {}).get("best") or {}
+    return str(best.get("endpoint") or (record.tuning or {}).get("endpoint") or "")
+
+
 def find_live(candidates: Iterable[JobRecord], *, exclude: str = "") -> JobRecord | None:
     """The lineage's live model: the newest promoted, not retired record (candidates newest first)."""
     for record in candidates:
         if record.id == exclude or (record.cleanup or {}).get("retired_by"):
             continue
-        if gate_verdict_of(record) is Verdict.PROMOTED and (record.tuning or {}).get("endpoint"):
+        if gate_verdict_of(record) is Verdict.PROMOTED and serving_endpoint(record):
             return record
     return None
 
@@ -461,15 +476,18 @@ def run_gate(
     tuning: TuningBackend,
     retry: RetryPolicy,
     sleep: Sleep = time.sleep,
+    new_answers: Sequence[PromptResult] | None = None,
 ) -> GateResult:
     """Score the new model's smoke answers against ``live``'s and/or the base model's answers.
 
+    ``new_answers`` replaces the tuned endpoint's answers (the best checkpoint's, when
+    ``best_checkpoint`` chose one that is not the tuned endpoint).
     The new model's answers are the smoke test's (no prompt runs twice); the base answers are
     reused when ``compare_base`` produced them; the live model's endpoint is prompted here.
     Retryable generation failures propagate (the caller holds a claim and releases it).
     """
     notes: list[str] = []
-    new = [r for r in smoke.results if r.target.role is TargetRole.TUNED]
+    new = [r for r in smoke.results if r.target.role is TargetRole.TUNED] if new_answers is None else list(new_answers)
     prompts = [r for r in new if r.prompt.reference is not None]
     if not prompts:
         notes.append("no smoke-test prompt has a reference answer: nothing to score")
@@ -479,7 +497,7 @@ def run_gate(
     answers: list[JSON] = []
     for against in options.against:
         if against == "live":
-            endpoint = str((live.tuning or {}).get("endpoint") or "") if live else ""
+            endpoint = serving_endpoint(live) if live else ""
             if live is None or not endpoint:
                 notes.append("no live model in the lineage yet: not compared with live")
                 continue
@@ -526,7 +544,7 @@ def gate_event_data(record: JobRecord, result: GateResult, report_uri: str | Non
         "dataset": record.dataset.uri,
         "tuning_job": record.tuning_job,
         "tuned_model": tuning.get("tuned_model"),
-        "endpoint": tuning.get("endpoint"),
+        "endpoint": serving_endpoint(record) or None,
         "verdict": result.verdict.value,
         "reason": result.reason,
         "metric": result.metric,

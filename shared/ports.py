@@ -330,6 +330,10 @@ class TuningBackend(Protocol):
         """Labels and deployments of a tuned model; NotFoundError if deleted."""
         ...
 
+    def set_default_checkpoint(self, model: str, checkpoint_id: str) -> None:
+        """Make ``checkpoint_id`` the model's default checkpoint (``models.patch``); idempotent."""
+        ...
+
     def undeploy_model(self, endpoint: str, deployed_model_id: str) -> None:
         """Undeploy a model from an endpoint; NotFoundError if already gone."""
         ...

@@ -860,14 +860,15 @@ def smoke_test_call_count(config: TuningConfig) -> tuple[int, int]:
     """(prompts, targets) a config can ask for at most, as far as the config alone tells.
 
     Prompts: the configured ones, else ``from_validation`` (at least the one default prompt).
-    Targets: the tuned endpoint, one per intermediate checkpoint with ``checkpoints: true`` (one
+    Targets: the tuned endpoint, one per intermediate checkpoint with ``checkpoints: true`` or
+    ``gate.best_checkpoint: true`` (one
     per epoch but the last; only counted when ``epochs`` is set, Vertex picks it otherwise),
     and the base model with ``compare_base``.
     """
     smoke = config.smoke_test
     prompts = len(smoke.prompts) or max(smoke.from_validation, 1)
     targets = 1
-    if smoke.checkpoints and not config.export_last_checkpoint_only and config.epochs:
+    if (smoke.checkpoints or config.gate.best_checkpoint) and not config.export_last_checkpoint_only and config.epochs:
         targets += config.epochs - 1
     if smoke.compare_base:
         targets += 1

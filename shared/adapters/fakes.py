@@ -358,6 +358,8 @@ class _FakeModel:
     labels: dict[str, str]
     deployments: list[DeployedModelRef] = field(default_factory=list)
     create_time: datetime | None = None
+    checkpoint_ids: tuple[str, ...] = ()
+    default_checkpoint_id: str | None = None
 
 
 class FakeTuningBackend:
@@ -528,7 +530,8 @@ class FakeTuningBackend:
                 checkpoints.append(TunedCheckpoint(str(epoch), epoch, epoch * 10, ckpt_endpoint))
             last = self.checkpoints_per_job
             checkpoints.append(TunedCheckpoint(str(last), last, last * 10, endpoint))
-        self.models[model] = _FakeModel(model, dict(job.labels), deployments, utcnow())
+        ids = tuple(c.checkpoint_id for c in checkpoints)
+        self.models[model] = _FakeModel(model, dict(job.labels), deployments, utcnow(), ids, ids[-1] if ids else None)
         return {
             "tuned_model": model,
             "endpoint": endpoint,
@@ -559,6 +562,19 @@ class FakeTuningBackend:
             if model is None:
                 raise NotFoundError("get_model", 404, f"Model {name} not found", "NOT_FOUND")
             return ModelInfo(model.name, dict(model.labels), tuple(model.deployments), model.create_time)
+
+    def set_default_checkpoint(self, model: str, checkpoint_id: str) -> None:
+        """Set ``default_checkpoint_id`` of a model (InvalidArgument for an unknown checkpoint)."""
+        self._enter("set_default_checkpoint")
+        with self._lock:
+            found = self.models.get(model)
+            if found is None:
+                raise NotFoundError("set_default_checkpoint", 404, f"Model {model} not found", "NOT_FOUND")
+            if found.checkpoint_ids and checkpoint_id not in found.checkpoint_ids:
+                raise InvalidArgumentError(
+                    "set_default_checkpoint", 400, f"no checkpoint {checkpoint_id} in {model}", "INVALID_ARGUMENT"
+                )
+            found.default_checkpoint_id = checkpoint_id
 
     def undeploy_model(self, endpoint: str, deployed_model_id: str) -> None:
         """Remove one deployment."""

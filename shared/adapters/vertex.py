@@ -419,6 +419,25 @@ class VertexTuningBackend:
         """Labels and deployments of a tuned model (``projects/../models/ID[@version]``)."""
         return self._call("get_model", lambda: model_info_from_wire(self._raw("get", name)), retry=True)
 
+    def set_default_checkpoint(self, model: str, checkpoint_id: str) -> None:
+        """``models.patch`` with ``defaultCheckpointId`` and ``updateMask=defaultCheckpointId``.
+
+        The REST method requires ``updateMask``
+        (https://cloud.google.com/vertex-ai/docs/reference/rest/v1beta1/projects.locations.models/patch;
+        the field is the Model resource's ``defaultCheckpointId``, "the default checkpoint id of
+        a model version", https://pub.dev/documentation/googleapis/latest/aiplatform_v1/GoogleCloudAiplatformV1Model/defaultCheckpointId.html).
+        The installed google-genai has ``models.update(config=UpdateModelConfig(default_checkpoint_id=..))``
+        but sends no ``updateMask``, so this is an authorised PATCH through the SDK's own
+        transport (as undeploy). Setting the same id again is a no-op: retried like the other
+        idempotent calls.
+        """
+
+        def patch() -> None:
+            path = f"{self._full(model)}?updateMask=defaultCheckpointId"
+            self._raw("patch", path, {"defaultCheckpointId": checkpoint_id})
+
+        self._call("set_default_checkpoint", patch, retry=True)
+
     def undeploy_model(self, endpoint: str, deployed_model_id: str) -> None:
         """Undeploy one deployed model from an endpoint and wait for the operation."""
 

@@ -17,6 +17,7 @@ POST        {P}/publishers/google/models/{name}:generateContent            base 
 GET/DELETE  {P}/endpoints/{id}; POST {P}/endpoints/{id}:undeployModel      endpoints
 GET         {P}/endpoints                                                  list endpoints
 GET/DELETE  {P}/models/{id}[@1]; GET {P}/models                            models
+PATCH       {P}/models/{id}[@1]?updateMask=defaultCheckpointId             default checkpoint
 GET         {P}/operations/{id}                                            (always done)
 GET         {P}/metadataStores/.., {P}/tensorboards/..                     metric series (.metrics)
 ==========  ============================================================  =====================
@@ -306,6 +307,8 @@ class TuningApp:
             model = self._model(parent, model_id)
             if method == "GET" and not verb:
                 return Response.json(model.to_resource())
+            if method == "PATCH" and not verb:
+                return Response.json(self._patch_model(model, call.query, body))
             if method == "DELETE" and not verb:
                 if model.deployments:
                     endpoints = ", ".join(d.endpoint for d in model.deployment_list)
@@ -320,6 +323,27 @@ class TuningApp:
                 shutil.rmtree(folder, ignore_errors=True)
             return Response.json(_done_operation(parent, "DeleteOperationMetadata"))
         raise not_found(f"Unknown model method {method} {model_id}:{verb}.")
+
+    def _patch_model(self, model: Any, query: str, body: JSON) -> JSON:
+        """``models.patch``: only ``defaultCheckpointId`` is updatable here (caller holds the lock).
+
+        Vertex requires ``updateMask``
+        (https://cloud.google.com/vertex-ai/docs/reference/rest/v1beta1/projects.locations.models/patch);
+        google-genai's ``models.update`` sends none, so a missing mask means "the fields sent".
+        """
+        mask = [m for m in ",".join(parse_qs(query).get("updateMask", [])).split(",") if m]
+        wanted = body.get("defaultCheckpointId")
+        if mask and "defaultCheckpointId" not in mask and "default_checkpoint_id" not in mask:
+            raise invalid_argument(f"updateMask {','.join(mask)!r}: only defaultCheckpointId can be updated here.")
+        if wanted is not None:
+            ids = [str(c["checkpoint_id"]) for c in model.checkpoints]
+            if str(wanted) not in ids:
+                raise invalid_argument(
+                    f"Checkpoint {wanted} does not exist for model {model.name} (checkpoints: {', '.join(ids)})."
+                )
+            model.default_checkpoint_id = str(wanted)
+            self.store.save_model(model)
+        return dict(model.to_resource())
 
     def _model(self, parent: str, model_id: str) -> Any:
         model = self.store.models.get(model_id)

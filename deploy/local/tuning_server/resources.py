@@ -176,6 +176,8 @@ class StoredModel:
     """:class:`Deployment` dicts."""
     create_time: str
     update_time: str
+    default_checkpoint_id: str | None = None
+    """Set by ``models.patch`` (``defaultCheckpointId``); None: the last checkpoint."""
 
     @property
     def versioned_name(self) -> str:
@@ -183,10 +185,11 @@ class StoredModel:
         return f"{self.name}@1"
 
     def checkpoint(self, checkpoint_id: str | None) -> ModelCheckpoint:
-        """The checkpoint with this id, or the default (last) one."""
+        """The checkpoint with this id, or the default one (``defaultCheckpointId``, else the last)."""
         typed = [_from_dict(ModelCheckpoint, item) for item in self.checkpoints]
+        wanted = checkpoint_id or self.default_checkpoint_id
         for item in typed:
-            if item.checkpoint_id == checkpoint_id:
+            if item.checkpoint_id == wanted:
                 return item
         return typed[-1]
 
@@ -227,7 +230,7 @@ class StoredModel:
                     {"checkpointId": c.checkpoint_id, "epoch": int64(c.epoch), "step": int64(c.step)}
                     for c in checkpoints
                 ],
-                "defaultCheckpointId": checkpoints[-1].checkpoint_id if checkpoints else None,
+                "defaultCheckpointId": self.checkpoint(None).checkpoint_id if checkpoints else None,
                 "createTime": self.create_time,
                 "updateTime": self.update_time,
                 "versionCreateTime": self.create_time,

@@ -314,3 +314,20 @@ def test_the_tuned_endpoint_answers_in_the_taught_format(tuning_server, trained_
         request = GenerationRequest(contents=[_ask(prompt)], thinking_budget=0, **GREEDY)
         assert backend.generate(trained_format_job.tuned_model.endpoint, request).text == FORMAT_ANSWER
         assert not backend.generate("gemini-2.5-flash", request).text.startswith("ACME")
+
+
+def test_the_default_checkpoint_is_set_through_models_patch(tuning_server, trained_format_job):
+    backend = real_backend(tuning_server.url)
+    model = trained_format_job.tuned_model.model
+    assert backend._raw("get", model)["defaultCheckpointId"] == "3"  # Vertex's default: the last one
+    try:
+        backend.set_default_checkpoint(model, "1")
+        backend.set_default_checkpoint(model, "1")  # idempotent
+        assert backend._raw("get", model)["defaultCheckpointId"] == "1"
+        with pytest.raises(InvalidArgumentError, match="Checkpoint 9 does not exist"):
+            backend.set_default_checkpoint(model, "9")
+        patches = tuning_server.requests("PATCH", contains=model.rsplit("/", 1)[-1])
+        assert patches and all("updateMask=defaultCheckpointId" in str(r.get("query")) for r in patches)
+    finally:
+        backend.set_default_checkpoint(model, "3")  # the job is shared with other tests
+    assert backend._raw("get", model)["defaultCheckpointId"] == "3"
