@@ -228,6 +228,7 @@ def tuning_view(job: TuningJob) -> JSON:
         "detail_state": job.detail_state,
         "waiting_for_quota": job.detail_state == WAITING_FOR_QUOTA and not job.has_ended,
         "curves": job.curves,
+        "evaluation": job.evaluation,
     }
 
 

@@ -205,6 +205,8 @@ class TuningJobSpec:
     pre_tuned_model: str | None = None
     """Continuous tuning: the tuned model (``projects/../models/ID[@v]``) to continue from."""
     pre_tuned_checkpoint_id: str | None = None
+    evaluation_config: JSON | None = None
+    """Vertex's ``evaluationConfig`` in tuning.yaml form (:mod:`shared.evaluation_config`)."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,8 @@ class TuningJob:
     """Vertex's ``tuningJobState`` sub-state (e.g. ``TUNING_JOB_STATE_WAITING_FOR_QUOTA``), if sent."""
     curves: JSON | None = None
     """Bounded metric curves copied by the poller (:mod:`shared.curves`); None when the backend has none."""
+    evaluation: JSON | None = None
+    """Vertex's own evaluation (``evaluationConfig`` echoed, ``evaluateDatasetRuns``), when configured."""
 
     @property
     def has_ended(self) -> bool:

@@ -120,6 +120,7 @@ def build_spec(record: JobRecord, deployment: str) -> TuningJobSpec:
         labels=job_labels(record, deployment),
         kms_key_name=config.get("kms_key_name"),
         service_account=config.get("service_account"),
+        evaluation_config=config.get("evaluation_config"),
     )
 
 

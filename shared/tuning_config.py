@@ -34,6 +34,7 @@ import yaml
 
 from shared.budget import BudgetOptions, check_budget_section
 from shared.errors import BlobReadError, ConfigProblem, TuningConfigError
+from shared.evaluation_config import check_evaluation_section
 from shared.gate import GateOptions, check_gate_section
 from shared.ports import BlobStore
 from shared.records import JSON
@@ -205,6 +206,8 @@ class TuningConfig:
     """The quality gate (:mod:`shared.gate`)."""
     budget: BudgetOptions = field(default_factory=BudgetOptions)
     """Cost limits checked before submission (:mod:`shared.budget`)."""
+    evaluation_config: JSON | None = None
+    """Vertex's tuning ``evaluationConfig``, passed through (:mod:`shared.evaluation_config`)."""
 
     def to_dict(self) -> JSON:
         """JSON-ready view with every key present (the ``record.config`` form)."""
@@ -226,6 +229,7 @@ class TuningConfig:
             "cleanup": self.cleanup.to_dict(),
             "gate": self.gate.to_dict(),
             "budget": self.budget.to_dict(),
+            "evaluation_config": self.evaluation_config,
         }
 
     @classmethod
@@ -758,6 +762,7 @@ _TOP_FIELDS: Final[dict[str, FieldCheck]] = {
     "cleanup": _check_cleanup,
     "gate": _section_check(check_gate_section),
     "budget": _section_check(check_budget_section),
+    "evaluation_config": _section_check(check_evaluation_section),
 }
 
 

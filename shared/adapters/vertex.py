@@ -486,6 +486,7 @@ class VertexTuningBackend:
             learning_rate_multiplier=spec.learning_rate_multiplier,
             export_last_checkpoint_only=spec.export_last_checkpoint_only,
             pre_tuned_model_checkpoint_id=spec.pre_tuned_checkpoint_id if spec.pre_tuned_model else None,
+            evaluation_config=_evaluation_config(spec.evaluation_config),
             labels=dict(spec.labels) or None,
             encryption_spec=types.EncryptionSpec(kms_key_name=spec.kms_key_name) if spec.kms_key_name else None,
             # CreateTuningJobConfig has no service-account field: extra_body adds it to the request.
@@ -610,6 +611,56 @@ def job_from_wire(data: JSON) -> TuningJob:
         # Output-only detail state while the job waits or runs (WAITING_FOR_QUOTA, TUNING, ...):
         # https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#TuningJobState
         detail_state=str(data.get("tuningJobState") or "") or None,
+        evaluation=_evaluation(data),
+    )
+
+
+def _evaluation(data: JSON) -> JSON | None:
+    """Vertex's own evaluation of the job: where it writes, and the runs it reports.
+
+    ``evaluationConfig`` sits on ``supervisedTuningSpec`` (the SDK's view also has it at the
+    top); ``evaluateDatasetRuns[]`` carries ``checkpointId``, ``evaluationRun`` (or the
+    deprecated ``operationName``), ``error`` and ``evaluateDatasetResponse``
+    (https://docs.cloud.google.com/ruby/docs/reference/google-cloud-ai_platform-v1/latest/Google-Cloud-AIPlatform-V1-EvaluateDatasetRun).
+    Of the response only the aggregate results and the output directory are kept: the
+    per-instance results stay in the bucket, whose URI is recorded.
+    """
+    spec = data.get("supervisedTuningSpec") or {}
+    config = (spec.get("evaluationConfig") if isinstance(spec, dict) else None) or data.get("evaluationConfig")
+    runs = data.get("evaluateDatasetRuns") or []
+    if not isinstance(config, dict) and not runs:
+        return None
+    destination = ((config or {}).get("outputConfig") or {}).get("gcsDestination") or {}
+    recorded: list[JSON] = []
+    for run in runs if isinstance(runs, list) else []:
+        if not isinstance(run, dict):
+            continue
+        response = run.get("evaluateDatasetResponse") or {}
+        recorded.append(
+            {
+                "checkpoint_id": run.get("checkpointId"),
+                "evaluation_run": run.get("evaluationRun") or run.get("operationName"),
+                "error": run.get("error"),
+                "aggregation_results": (response.get("aggregationOutput") or {}).get("aggregationResults"),
+                "output_directory": (response.get("outputInfo") or {}).get("gcsOutputDirectory"),
+            }
+        )
+    return {"output_uri_prefix": destination.get("outputUriPrefix"), "runs": recorded}
+
+
+def _evaluation_config(config: JSON | None) -> types.EvaluationConfig | None:
+    """tuning.yaml's ``evaluation_config`` (validated at intake) as google-genai's typed value."""
+    if not config:
+        return None
+    autorater = config.get("autorater_config")
+    return types.EvaluationConfig(
+        metrics=[types.Metric(**metric) for metric in config.get("metrics") or []],
+        output_config=types.OutputConfig(
+            gcs_destination=types.GcsDestination(
+                output_uri_prefix=config["output_config"]["gcs_destination"]["output_uri_prefix"]
+            )
+        ),
+        autorater_config=types.AutoraterConfig(**autorater) if autorater else None,
     )
 
 

@@ -145,4 +145,3 @@ def test_with_the_gate_off_the_choice_is_still_recorded(cpipe):
     assert "verdict" not in gate
     assert gate["checkpoints"]["best"]["checkpoint_id"] == "2" and gate["report_uri"]
     assert cpipe.tuning.models[cpipe.model(v1)].default_checkpoint_id == "2"
-

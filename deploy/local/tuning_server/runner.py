@@ -170,6 +170,7 @@ class JobRunner:
         validation_uri = spec.get("validationDatasetUri")
         if validation_uri is not None and (not isinstance(validation_uri, str) or not validation_uri):
             raise invalid_argument("supervisedTuningSpec.validationDatasetUri must be a non-empty string.")
+        _check_evaluation_config(spec.get("evaluationConfig"))
         settings = dataclasses.replace(self._training_settings(local_model, spec), init_adapter_dir=init_adapter)
         labels = _check_labels(body.get("labels"))
         display_name = body.get("tunedModelDisplayName") or ""
@@ -927,3 +928,23 @@ def _kill_orphan_worker(job: StoredJob, job_dir: Path) -> None:
         os.kill(pid, signal.SIGKILL)
     except OSError:
         return
+
+
+def _check_evaluation_config(config: Any) -> None:
+    """Accept (and later echo) ``supervisedTuningSpec.evaluationConfig``; this server runs no evaluation.
+
+    Vertex marks ``metrics`` and ``outputConfig`` required
+    (https://docs.cloud.google.com/dotnet/docs/reference/Google.Cloud.AIPlatform.V1/latest/Google.Cloud.AIPlatform.V1.EvaluationConfig).
+    """
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise invalid_argument("supervisedTuningSpec.evaluationConfig must be an object.")
+    metrics = config.get("metrics")
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, dict) for m in metrics):
+        raise invalid_argument("supervisedTuningSpec.evaluationConfig.metrics must be a non-empty list of objects.")
+    prefix = ((config.get("outputConfig") or {}).get("gcsDestination") or {}).get("outputUriPrefix")
+    if not isinstance(prefix, str) or not prefix.startswith("gs://"):
+        raise invalid_argument(
+            "supervisedTuningSpec.evaluationConfig.outputConfig.gcsDestination.outputUriPrefix must be a gs:// URI."
+        )

@@ -331,3 +331,45 @@ def test_the_default_checkpoint_is_set_through_models_patch(tuning_server, train
     finally:
         backend.set_default_checkpoint(model, "3")  # the job is shared with other tests
     assert backend._raw("get", model)["defaultCheckpointId"] == "3"
+
+
+EVALUATION = {
+    "metrics": [{"name": "rouge_1"}, {"name": "helpfulness", "prompt_template": "Rate 1-5: {prediction}"}],
+    "output_config": {"gcs_destination": {"output_uri_prefix": "gs://contract-bucket/evaluations/"}},
+    "autorater_config": {"sampling_count": 2},
+}
+
+
+def test_the_evaluation_config_is_accepted_echoed_and_read_back(tuning_server, tuning_datasets):
+    backend = real_backend(tuning_server.url)
+    spec = TuningJobSpec(
+        base_model="gemini-2.5-flash",
+        training_dataset_uri=str(tuning_datasets.long_train),
+        display_name="contract-evaluation",
+        epochs=50,
+        labels=unique_labels(),
+        evaluation_config=EVALUATION,
+    )
+    job = None
+
+    def attempt() -> bool:
+        nonlocal job
+        try:
+            job = backend.create_job(spec)
+        except QuotaExceededError:
+            return False
+        return True
+
+    wait_until(attempt, bool, timeout=300)
+    assert job is not None
+    try:
+        assert backend.get_job(job.name).evaluation == {
+            "output_uri_prefix": "gs://contract-bucket/evaluations/",
+            "runs": [],
+        }
+        create = tuning_server.requests("POST", contains="/tuningJobs")[-1]
+        sent = create["body"]["supervisedTuningSpec"]["evaluationConfig"]
+        assert len(sent["metrics"]) == 2
+    finally:
+        backend.cancel_job(job.name)
+        wait_until(lambda: backend.get_job(job.name), lambda j: j.has_ended, timeout=300)
