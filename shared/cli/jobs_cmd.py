@@ -355,7 +355,11 @@ def gate_lines(gate: dict[str, Any], max_prompts: int = 10) -> list[str]:
     >>> gate_lines({"verdict": "HELD", "reason": "r", "metric": "rougeL", "comparisons": []})
     ['Gate: HELD (rougeL): r']
     """
-    lines = [f"Gate: {gate.get('verdict')} ({gate.get('metric')}): {gate.get('reason')}"]
+    if gate.get("verdict"):
+        lines = [f"Gate: {gate.get('verdict')} ({gate.get('metric')}): {gate.get('reason')}"]
+    else:
+        lines = ["Gate: no verdict (gate.enabled is false)"]
+    lines.extend(checkpoint_lines(gate.get("checkpoints") or {}))
     for c in gate.get("comparisons") or []:
         lines.append(
             f"  vs {c['against']:<5} new {c['new_mean']:.3f} old {c['old_mean']:.3f} "
@@ -368,6 +372,31 @@ def gate_lines(gate: dict[str, Any], max_prompts: int = 10) -> list[str]:
         lines.append(f"  note: {note}")
     if gate.get("report_uri"):
         lines.append(f"  report      {gate['report_uri']}")
+    return lines
+
+
+def checkpoint_lines(choice: dict[str, Any]) -> list[str]:
+    """The best-checkpoint choice (``gate.best_checkpoint``): the winner and every checkpoint's score.
+
+    >>> rows = [{"checkpoint_id": "1", "epoch": 1, "score": 0.4}, {"checkpoint_id": "2", "epoch": 2, "score": 0.6}]
+    >>> choice = {"metric": "rougeL", "reason": "r", "best": {"checkpoint_id": "2"}, "scores": rows}
+    >>> print("\\n".join(checkpoint_lines(choice)))
+      best checkpoint 2: r
+        checkpoint 1    epoch 1  rougeL 0.400
+      * checkpoint 2    epoch 2  rougeL 0.600
+    """
+    if not choice:
+        return []
+    best = (choice.get("best") or {}).get("checkpoint_id")
+    lines = [f"  best checkpoint {best or '-'}: {choice.get('reason')}"]
+    if choice.get("error"):
+        lines.append(f"  default checkpoint not set: {choice['error']}")
+    for row in choice.get("scores") or []:
+        mark = "*" if row.get("checkpoint_id") == best else " "
+        lines.append(
+            f"  {mark} checkpoint {row.get('checkpoint_id')!s:<4} epoch {row.get('epoch')}  "
+            f"{choice.get('metric')} {float(row.get('score') or 0):.3f}"
+        )
     return lines
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
@@ -77,22 +78,24 @@ def harness(request: pytest.FixtureRequest) -> BackendHarness:
     def finish_real(name: str) -> TuningJob:
         return wait_until(lambda: backend.get_job(name), lambda job: job.has_ended, timeout=300)
 
-    def create_real(spec: TuningJobSpec) -> TuningJob:
-        job = None
+    return BackendHarness(backend, lambda kind: str(paths[kind]), finish_real, partial(create_when_free, backend))
 
-        def attempt() -> bool:
-            nonlocal job
-            try:
-                job = backend.create_job(spec)
-            except QuotaExceededError:
-                return False
-            return True
 
-        wait_until(attempt, bool, timeout=300)
-        assert job is not None
-        return job
+def create_when_free(backend: TuningBackend, spec: TuningJobSpec) -> TuningJob:
+    """create_job, waiting for the quota slot when another test's job still holds it."""
+    job = None
 
-    return BackendHarness(backend, lambda kind: str(paths[kind]), finish_real, create_real)
+    def attempt() -> bool:
+        nonlocal job
+        try:
+            job = backend.create_job(spec)
+        except QuotaExceededError:
+            return False
+        return True
+
+    wait_until(attempt, bool, timeout=300)
+    assert job is not None
+    return job
 
 
 def spec_for(harness: BackendHarness, kind: str, labels: dict[str, str], **fields) -> TuningJobSpec:
@@ -350,18 +353,7 @@ def test_the_evaluation_config_is_accepted_echoed_and_read_back(tuning_server, t
         labels=unique_labels(),
         evaluation_config=EVALUATION,
     )
-    job = None
-
-    def attempt() -> bool:
-        nonlocal job
-        try:
-            job = backend.create_job(spec)
-        except QuotaExceededError:
-            return False
-        return True
-
-    wait_until(attempt, bool, timeout=300)
-    assert job is not None
+    job = create_when_free(backend, spec)
     try:
         assert backend.get_job(job.name).evaluation == {
             "output_uri_prefix": "gs://contract-bucket/evaluations/",
