@@ -145,3 +145,16 @@ def test_with_the_gate_off_the_choice_is_still_recorded(cpipe):
     assert "verdict" not in gate
     assert gate["checkpoints"]["best"]["checkpoint_id"] == "2" and gate["report_uri"]
     assert cpipe.tuning.models[cpipe.model(v1)].default_checkpoint_id == "2"
+
+
+def test_answers_the_smoke_test_already_has_are_not_asked_again(cpipe):
+    cfg = gate_config(best_checkpoint=True)
+    cfg["smoke_test"]["checkpoints"] = True  # the smoke test prompts every checkpoint itself
+    rec, message = cpipe.tuned(1, cfg)
+    endpoint = str((rec.tuning or {})["endpoint"])
+    cpipe.quality.update({endpoint + "-c1": "half", endpoint + "-c2": "exact", endpoint: "half"})
+    cpipe.complete(message)
+    asked = [e for e, _ in cpipe.tuning.generations]
+    for checkpoint_endpoint in (endpoint, endpoint + "-c1", endpoint + "-c2"):
+        assert asked.count(checkpoint_endpoint) == len(cfg["smoke_test"]["prompts"])
+    assert ((cpipe.record(rec.id).gate or {})["checkpoints"]["best"] or {})["checkpoint_id"] == "2"
