@@ -497,9 +497,18 @@ def _cleanup_under_claim(ctx: _Context, make_plan: Callable[[], RetirementPlan])
 
 
 def _failure_reason(record: JobRecord, message: CompletionMessage) -> str:
+    """``job CANCELLED: <message>``, the status said once.
+
+    Backends prefix messages with their own spelling of the status ("CANCELED: the tuning job
+    was cancelled on request."); that prefix is dropped when it names the same status.
+    """
     error = record.error or message.body.get("error") or {}
-    text = error.get("message") if isinstance(error, dict) else None
-    return f"job {record.status.value}: {text}" if text else f"job {record.status.value}"
+    text = str(error.get("message") or "") if isinstance(error, dict) else ""
+    status = record.status.value
+    head, sep, rest = text.partition(":")
+    if sep and head.strip().upper().replace("CANCELED", "CANCELLED") == status.upper():
+        text = rest.strip()
+    return f"job {status}: {text}" if text else f"job {status}"
 
 
 def _handle_unsuccessful(ctx: _Context, record: JobRecord) -> CompletionOutcome:
