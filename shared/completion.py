@@ -40,6 +40,7 @@ from typing import Any
 from shared.cleanup import (
     CleanupPolicy,
     CleanupReport,
+    OperationWait,
     RetirementPlan,
     iter_lineage_candidates,
     plan_own_model_cleanup,
@@ -127,6 +128,8 @@ class CompletionOptions:
     reports_prefix: str = "reports/"
     lease_seconds: float = 600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    operation_wait: OperationWait = field(default_factory=OperationWait)
+    """How long one cleanup pass waits for an undeploy/delete operation before leaving it pending."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CompletionOptions:
@@ -472,6 +475,7 @@ def _cleanup_under_claim(ctx: _Context, make_plan: Callable[[], RetirementPlan])
             event_id=ctx.message.event_id,
             retry=ctx.options.retry,
             sleep=ctx.sleep,
+            wait=ctx.options.operation_wait,
         )
         ctx.jobs.complete_effect(
             effect_id,
