@@ -462,10 +462,20 @@ def _is_failed_precondition(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class OperationWait:
-    """How long one pass waits for a long-running operation before leaving its step pending."""
+    """How long one pass waits for a long-running operation before leaving its step pending.
+
+    Polls back off from ``interval_seconds`` doubling up to ``max_interval_seconds``: the
+    defaults wait about a minute per operation (1+2+4+8+10*5 s), well inside the completion
+    function's 540 s, and an operation that takes longer is resumed by the next pass.
+    """
 
     polls: int = 10
-    interval_seconds: float = 3.0
+    interval_seconds: float = 1.0
+    max_interval_seconds: float = 10.0
+
+    def delay(self, poll: int) -> float:
+        """Seconds to wait before poll number ``poll`` (1-based; poll 0 is immediate)."""
+        return float(min(self.interval_seconds * 2 ** (poll - 1), self.max_interval_seconds))
 
 
 class _Pending(Exception):
@@ -539,7 +549,7 @@ class _Run:
         """Poll until done (True). False only for a resumed operation Vertex no longer knows."""
         for poll in range(max(self.wait.polls, 1)):
             if poll:
-                self.sleep(self.wait.interval_seconds)
+                self.sleep(self.wait.delay(poll))
             try:
                 if self.call(lambda: self.tuning.get_operation(operation)):
                     return True
