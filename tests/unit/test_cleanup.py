@@ -389,6 +389,14 @@ def test_foreign_models_get_no_event_and_no_retired_mark():
 # --- long-running operations, one retry layer, shared endpoints --------------------------------
 
 
+def _retire_waiting(lin: Lineage, target, polls: int):
+    """Retire with no sleeping and ``polls`` polls per operation."""
+    wait = OperationWait(polls=polls, interval_seconds=0.0)
+    return retire_model(
+        target, tuning=lin.tuning, managed_by=DEPLOYMENT, dry_run=False, retry=FAST, sleep=lambda s: None, wait=wait
+    )
+
+
 def _slow_lineage(polls: int) -> Lineage:
     lin = Lineage()
     lin.tuning.operation_polls = polls
@@ -399,15 +407,7 @@ def test_operations_are_polled_until_done_and_the_mutation_is_sent_once():
     lin = _slow_lineage(polls=2)
     v1 = lin.job(1)
     target = _target(lin, v1)
-    outcome = retire_model(
-        target,
-        tuning=lin.tuning,
-        managed_by=DEPLOYMENT,
-        dry_run=False,
-        retry=FAST,
-        sleep=lambda s: None,
-        wait=OperationWait(polls=5, interval_seconds=0.0),
-    )
+    outcome = _retire_waiting(lin, target, polls=5)
     assert outcome.status is TargetStatus.RETIRED
     assert lin.model(v1) not in lin.tuning.models
     assert (lin.tuning.calls["undeploy_model"], lin.tuning.calls["delete_model"]) == (2, 1)
@@ -469,15 +469,7 @@ def test_a_model_is_not_recorded_deleted_while_its_operations_run():
     v1 = lin.job(1)
     target = _target(lin, v1)
     lin.tuning.operation_polls = 5
-    outcome = retire_model(
-        target,
-        tuning=lin.tuning,
-        managed_by=DEPLOYMENT,
-        dry_run=False,
-        retry=FAST,
-        sleep=lambda s: None,
-        wait=OperationWait(polls=1, interval_seconds=0.0),
-    )
+    outcome = _retire_waiting(lin, target, polls=1)
     assert outcome.status is TargetStatus.PENDING
     assert not outcome.status.announces_deletion
     assert outcome.steps[-1].result is StepResult.PENDING and outcome.steps[-1].operation
