@@ -472,6 +472,10 @@ class OperationWait:
     polls: int = 10
     interval_seconds: float = 1.0
     max_interval_seconds: float = 10.0
+    pass_budget_seconds: float = 240.0
+    """All waiting of one cleanup pass together: past it, every operation still running is left
+    pending at once, so a pass with many models ends well inside the function's 540 s (a pass
+    killed by the timeout would lose the operation names it had not recorded yet)."""
 
     def delay(self, poll: int) -> float:
         """Seconds to wait before poll number ``poll`` (1-based; poll 0 is immediate)."""
@@ -523,6 +527,8 @@ class _Run:
     dry_run: bool
     wait: OperationWait = field(default_factory=OperationWait)
     pending: dict[str, str] = field(default_factory=dict)
+    deadline: float = float("inf")
+    """``time.monotonic()`` after which operations are not waited for any more (the pass budget)."""
     steps: list[CleanupStep] = field(default_factory=list)
 
     def call(self, operation: Callable[[], T]) -> T:
@@ -549,6 +555,8 @@ class _Run:
         """Poll until done (True). False only for a resumed operation Vertex no longer knows."""
         for poll in range(max(self.wait.polls, 1)):
             if poll:
+                if time.monotonic() + self.wait.delay(poll) > self.deadline:
+                    break
                 self.sleep(self.wait.delay(poll))
             try:
                 if self.call(lambda: self.tuning.get_operation(operation)):
@@ -647,6 +655,7 @@ def retire_model(
     retry: RetryPolicy | None = None,
     sleep: Sleep = time.sleep,
     wait: OperationWait | None = None,
+    deadline: float = float("inf"),
 ) -> TargetOutcome:
     """Check the label, undeploy everywhere, delete our endpoints, delete the model.
 
@@ -661,6 +670,7 @@ def retire_model(
         dry_run=dry_run,
         wait=wait or OperationWait(),
         pending=dict(target.pending_operations),
+        deadline=deadline,
     )
     action = Action.CHECK_LABELS
     try:
@@ -721,6 +731,8 @@ def execute_plan(
     wait: OperationWait | None = None,
 ) -> list[TargetOutcome]:
     """Retire every planned model in turn (oldest last is fine: each is independent)."""
+    wait = wait or OperationWait()
+    deadline = time.monotonic() + wait.pass_budget_seconds
     return [
         retire_model(
             target,
@@ -730,6 +742,7 @@ def execute_plan(
             retry=retry,
             sleep=sleep,
             wait=wait,
+            deadline=deadline,
         )
         for target in plan.retire
     ]

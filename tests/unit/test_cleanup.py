@@ -525,3 +525,17 @@ def test_the_fake_refuses_an_undeploy_that_would_strand_traffic():
     deployed = lin.tuning.get_endpoint(endpoint).deployed_model_ids[0]
     with pytest.raises(InvalidArgumentError, match="trafficSplit"):
         lin.tuning.undeploy_model(endpoint, deployed)
+
+
+def test_past_the_pass_budget_running_operations_are_left_pending_at_once():
+    lin = _slow_lineage(polls=3)
+    v1, v2 = lin.job(1), lin.job(2)
+    plan = plan_retirement(list(iter_lineage_candidates(lin.jobs, "faq")), lin.get(v2), _policy(), DEPLOYMENT)
+    slept: list[float] = []
+    spent = OperationWait(polls=10, pass_budget_seconds=0.0)
+    with pytest.raises(CleanupPendingError):
+        run_cleanup(
+            plan, jobs=lin.jobs, tuning=lin.tuning, clock=lambda: T0, event_id="e1", sleep=slept.append, wait=spent
+        )
+    assert slept == [] and lin.tuning.calls["get_operation"] == 1  # one look, no waiting
+    assert (lin.get(v1).cleanup or {})["retirement"]["status"] == "pending"
