@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench
+.PHONY: demo test lint venv clean bench shell doctor
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -26,7 +26,16 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
+	@$(BIN)/sftpilot doctor --quiet || { echo "make demo: fix the items above, then run make demo again"; exit 1; }
 	$(BIN)/sftpilot demo $(DEMO_ARGS)
+
+# A shell with the virtualenv first on PATH: `sftpilot ...` works as the README writes it.
+shell: $(STAMP)
+	@echo "sftpilot is on PATH in this shell; 'exit' leaves it"
+	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(BIN):$$PATH" $${SHELL:-/bin/bash} -i
+
+doctor: $(STAMP)
+	$(BIN)/sftpilot doctor
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[local,train,dev,bench]'

@@ -528,7 +528,8 @@ class _Run:
     wait: OperationWait = field(default_factory=OperationWait)
     pending: dict[str, str] = field(default_factory=dict)
     deadline: float = float("inf")
-    """``time.monotonic()`` after which operations are not waited for any more (the pass budget)."""
+    """``monotonic()`` after which operations are not waited for any more (the pass budget)."""
+    monotonic: Callable[[], float] = time.monotonic
     steps: list[CleanupStep] = field(default_factory=list)
 
     def call(self, operation: Callable[[], T]) -> T:
@@ -555,7 +556,7 @@ class _Run:
         """Poll until done (True). False only for a resumed operation Vertex no longer knows."""
         for poll in range(max(self.wait.polls, 1)):
             if poll:
-                if time.monotonic() + self.wait.delay(poll) > self.deadline:
+                if self.monotonic() + self.wait.delay(poll) > self.deadline:
                     break
                 self.sleep(self.wait.delay(poll))
             try:
@@ -656,6 +657,7 @@ def retire_model(
     sleep: Sleep = time.sleep,
     wait: OperationWait | None = None,
     deadline: float = float("inf"),
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> TargetOutcome:
     """Check the label, undeploy everywhere, delete our endpoints, delete the model.
 
@@ -671,6 +673,7 @@ def retire_model(
         wait=wait or OperationWait(),
         pending=dict(target.pending_operations),
         deadline=deadline,
+        monotonic=monotonic,
     )
     action = Action.CHECK_LABELS
     try:
@@ -729,10 +732,16 @@ def execute_plan(
     retry: RetryPolicy | None = None,
     sleep: Sleep = time.sleep,
     wait: OperationWait | None = None,
+    deadline: float = float("inf"),
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> list[TargetOutcome]:
-    """Retire every planned model in turn (oldest last is fine: each is independent)."""
+    """Retire every planned model in turn (oldest last is fine: each is independent).
+
+    Waiting for operations stops at ``deadline`` (the invocation's) or after the pass budget,
+    whichever comes first.
+    """
     wait = wait or OperationWait()
-    deadline = time.monotonic() + wait.pass_budget_seconds
+    deadline = min(deadline, monotonic() + wait.pass_budget_seconds)
     return [
         retire_model(
             target,
@@ -743,6 +752,7 @@ def execute_plan(
             sleep=sleep,
             wait=wait,
             deadline=deadline,
+            monotonic=monotonic,
         )
         for target in plan.retire
     ]
@@ -878,13 +888,17 @@ def run_cleanup(
     retry: RetryPolicy | None = None,
     sleep: Sleep = time.sleep,
     wait: OperationWait | None = None,
+    deadline: float = float("inf"),
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> CleanupReport:
     """Execute a plan and record it (steps on every record, ``model.deleted`` staged on the new job).
 
     Raises CleanupPendingError (retryable) after recording when an operation is still running,
     so the event is redelivered and the next pass resumes from the recorded operation names.
     """
-    outcomes = execute_plan(plan, tuning=tuning, retry=retry, sleep=sleep, wait=wait)
+    outcomes = execute_plan(
+        plan, tuning=tuning, retry=retry, sleep=sleep, wait=wait, deadline=deadline, monotonic=monotonic
+    )
     report = CleanupReport(plan=plan, outcomes=tuple(outcomes), event_id=event_id, completed_at=clock())
     record_cleanup(report, jobs=jobs, clock=clock)
     pending = tuple(

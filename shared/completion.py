@@ -22,6 +22,15 @@ tests inject crashes between them):
 A crash after RECORDED is resumed by the redelivery from the record (no prompt runs twice); a
 crash before it re-runs the prompts once the lease expires (nothing was recorded yet).
 
+Time budget: an event-driven function is stopped after 540 s and its event redelivered, so a
+smoke test that outlives one invocation would start over forever. tuning.yaml validation
+rejects configs whose worst case exceeds the budget (:func:`shared.tuning_config.smoke_time_budget_problem`);
+at run time PROMPTED only starts a call whose worst case still fits ``time_budget_seconds``.
+When the budget runs out, the calls made so far go to ``record.smoke_progress`` (keyed by this
+event id), the claim is released and :class:`~shared.errors.SmokeTestDeadlineError`
+(retryable) asks for the redelivery, which judges the recorded calls again instead of sending
+them again and continues with the rest.
+
 ``job.failed|cancelled|expired``: the reason is recorded in ``record.cleanup["skipped"]`` and
 nothing is published, unless ``cleanup.on_failure`` is on: then the job's own model (if any)
 is retired under the ``<event_id>:cleanup`` claim.
@@ -48,7 +57,7 @@ from shared.cleanup import (
     run_cleanup,
 )
 from shared.completion_message import CompletionMessage
-from shared.errors import ClaimInProgressError, ErrorInfo, is_retryable
+from shared.errors import ClaimInProgressError, ErrorInfo, SmokeTestDeadlineError, is_retryable
 from shared.events import EventType
 from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
@@ -64,6 +73,7 @@ from shared.smoke_test import (
     summary_reasons,
 )
 from shared.states import JobStatus
+from shared.tuning_config import SMOKE_TEST_TIME_BUDGET_SECONDS
 
 REPORT_FILE = "smoke_test.json"
 CHART_FILE = "rouge.png"
@@ -130,6 +140,8 @@ class CompletionOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     operation_wait: OperationWait = field(default_factory=OperationWait)
     """How long one cleanup pass waits for an undeploy/delete operation before leaving it pending."""
+    time_budget_seconds: float = SMOKE_TEST_TIME_BUDGET_SECONDS
+    """Seconds one invocation may spend on smoke-test calls (540 s function limit - reserve)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CompletionOptions:
@@ -157,6 +169,9 @@ class _Context:
     owner: str
     after_step: AfterStep
     sleep: Sleep
+    monotonic: Callable[[], float] = time.monotonic
+    deadline: float = float("inf")
+    """``monotonic()`` value by which the smoke-test calls must be done."""
 
     def claim(self, effect_id: str) -> EffectClaim:
         claim = self.jobs.acquire_effect(effect_id, self.owner, self.options.lease_seconds, self.clock())
@@ -180,8 +195,11 @@ def handle_completion(
     owner: str,
     after_step: AfterStep | None = None,
     sleep: Sleep = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> CompletionOutcome:
     """Act on one event from the topic (see the module docstring for the steps).
+
+    ``monotonic`` is the clock of the time budget (injected by tests); the budget starts now.
 
     Raises retryable errors (claim held elsewhere, transient backend/store/publish failures)
     so the entry point lets Pub/Sub redeliver; every retryable failure gives its claim back
@@ -196,8 +214,20 @@ def handle_completion(
         return CompletionOutcome(
             OutcomeKind.IGNORED, message.event_type, message.job_id, message.event_id, "no job record with this id"
         )
+    started = monotonic()
     ctx = _Context(
-        message, jobs, tuning, blobs, publisher, clock, options, owner, after_step or (lambda _step: None), sleep
+        message,
+        jobs,
+        tuning,
+        blobs,
+        publisher,
+        clock,
+        options,
+        owner,
+        after_step or (lambda _step: None),
+        sleep,
+        monotonic,
+        started + options.time_budget_seconds,
     )
     if message.event_type == EventType.JOB_SUCCEEDED.value:
         return _handle_succeeded(ctx, record)
@@ -312,9 +342,21 @@ def _smoke_test_under_claim(ctx: _Context, job_id: str, options: SmokeTestOption
         ctx.after_step(CompletionStep.RECORDED)
         return bool(previous["passed"])
 
+    progress = record.smoke_progress or {}
+    earlier = progress.get("calls") if progress.get("event_id") == ctx.message.event_id else None
     result = run_smoke_test(
-        record, options=options, tuning=ctx.tuning, blobs=ctx.blobs, retry=ctx.options.retry, sleep=ctx.sleep
+        record,
+        options=options,
+        tuning=ctx.tuning,
+        blobs=ctx.blobs,
+        retry=ctx.options.retry,
+        sleep=ctx.sleep,
+        deadline=ctx.deadline,
+        monotonic=ctx.monotonic,
+        done={str(call.get("key")): call for call in earlier or [] if isinstance(call, dict)},
     )
+    if result.unfinished:
+        _keep_progress(ctx, job_id, result)
     tested_at = ctx.clock()
     ctx.after_step(CompletionStep.PROMPTED)
     report_uri, chart_uri, notes = _write_reports(ctx, record, result, options, tested_at)
@@ -326,7 +368,7 @@ def _smoke_test_under_claim(ctx: _Context, job_id: str, options: SmokeTestOption
     def mutate(current: JobRecord) -> JobRecord | None:
         if (current.smoke_test or {}).get("event_id") == ctx.message.event_id:
             return None
-        changes: dict[str, Any] = {"smoke_test": smoke}
+        changes: dict[str, Any] = {"smoke_test": smoke, "smoke_progress": None}
         if policy.enabled and not result.passed:
             changes["cleanup"] = {
                 **(current.cleanup or {}),
@@ -351,6 +393,29 @@ def _smoke_test_under_claim(ctx: _Context, job_id: str, options: SmokeTestOption
     return result.passed
 
 
+def _keep_progress(ctx: _Context, job_id: str, result: SmokeTestResult) -> None:
+    """Out of time: store the calls made so far and ask for the redelivery (never returns)."""
+    saved_at = ctx.clock()
+    progress: JSON = {**result.progress(), "event_id": ctx.message.event_id, "saved_at": to_rfc3339(saved_at)}
+
+    def mutate(current: JobRecord) -> JobRecord | None:
+        if (current.smoke_test or {}).get("event_id") == ctx.message.event_id:
+            return None  # someone finished it meanwhile
+        return current.with_changes(saved_at, smoke_progress=progress)
+
+    ctx.jobs.update(job_id, mutate)
+    remaining = max(0.0, ctx.deadline - ctx.monotonic())
+    log_event(
+        "WARNING",
+        "smoke test paused at the time budget; the redelivery continues",
+        job_id=job_id,
+        done=progress["done"],
+        total=progress["total"],
+        remaining_seconds=round(remaining, 1),
+    )
+    raise SmokeTestDeadlineError(int(progress["done"]), int(progress["total"]), remaining)
+
+
 def _reports_folder(ctx: _Context, record: JobRecord) -> str:
     return f"{ctx.options.reports_prefix}{record.dataset.reports_prefix}"
 
@@ -370,10 +435,11 @@ def _write_reports(
     scores = result.scores()
     if options.compare_base:
         if "base" in scores and "tuned" in scores:
-            title = f"{record.lineage}/{record.dataset.stem} #{record.dataset.generation}: base vs tuned"
+            title = f"{record.lineage}/{record.dataset.stem}: base vs tuned ROUGE"
             try:
                 ordered = {"base": scores["base"], "tuned": scores["tuned"]}  # grey base, blue tuned
-                png = render_png(build_rouge_figure(ordered, title=title))
+                scored = sum(1 for r in result.results if r.rouge is not None)
+                png = render_png(build_rouge_figure(ordered, title=title, prompts=scored))
                 ctx.blobs.write_bytes(bucket, f"{folder}/{CHART_FILE}", png, "image/png")
                 chart_uri = f"gs://{bucket}/{folder}/{CHART_FILE}"
             except Exception as exc:
@@ -476,6 +542,8 @@ def _cleanup_under_claim(ctx: _Context, make_plan: Callable[[], RetirementPlan])
             retry=ctx.options.retry,
             sleep=ctx.sleep,
             wait=ctx.options.operation_wait,
+            deadline=ctx.deadline,
+            monotonic=ctx.monotonic,
         )
         ctx.jobs.complete_effect(
             effect_id,

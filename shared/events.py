@@ -39,7 +39,7 @@ class EventType(StrEnum):
     JOB_CANCELLED = "job.cancelled"
     JOB_EXPIRED = "job.expired"
     JOB_STALLED = "job.stalled"
-    """A job sat in PENDING/QUEUED longer than the configured stall time (published once)."""
+    """A job sat in PENDING longer than the configured stall time, not waiting for quota (published once)."""
     SMOKE_TEST_PASSED = "smoke_test.passed"
     SMOKE_TEST_FAILED = "smoke_test.failed"
     MODEL_DELETED = "model.deleted"

@@ -926,6 +926,8 @@ def _report_reason(label: str, report: ValidationReport) -> str:
     errors = [i for i in report.issues if i.severity == "error"]
     counts = Counter({code: n for code, n in report.error_counts.items() if code.startswith("E_")})
     top = ", ".join(f"{code} x{n}" for code, n in counts.most_common(3))
+    if len(counts) > 3:  # say that the list is cut, and by how much
+        top += f", … {len(counts) - 3} more code(s)"
     text = f"{label} has {report.errors_count} error(s) ({top})"
     if errors:
         first = errors[0]

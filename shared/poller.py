@@ -12,9 +12,14 @@ One run (Cloud Scheduler calls ``poll_tuning_jobs`` every minute, at least once)
    published right after. A job that no longer exists (NotFound) moves the record to VANISHED.
 4. **Submit.** SUBMITTING records whose writer died (no job name, lease expired) are repaired
    by :func:`shared.submission.submit_tuning_job` (label lookup adopts an existing job), then
-   QUEUED records are submitted in upload order until the quota says no.
-5. **Stall check.** A record PENDING or QUEUED longer than ``stall_after_seconds`` gets one
-   ``job.stalled`` event (``stalled_notified`` makes it once).
+   QUEUED records are submitted in upload order until the quota says no, and never more of
+   them than the capacity this run saw freed (one probe when nothing ended), so a job ending
+   does not cost a 429 for the second record in line.
+5. **Stall check.** A record PENDING longer than ``stall_after_seconds`` gets one
+   ``job.stalled`` event (``stalled_notified`` makes it once). A record that is only waiting
+   for quota (our QUEUED after a 429, or a job Vertex accepted and holds with
+   ``tuningJobState=TUNING_JOB_STATE_WAITING_FOR_QUOTA``) is not stalled: the record says
+   "waiting for quota" instead (:func:`waiting_for_quota`).
 
 Exactly-once announcements: the completion event's id is ``<job id>:<STATE>``; two pollers
 racing on one record serialise in the store's transaction (the loser sees a terminal record
@@ -32,7 +37,11 @@ read it) is a JSON object::
       "checkpoints": [{"checkpoint_id": "1", "epoch": 1, "step": 10, "endpoint": "..."}],
       "error": {"code": 3, "message": "..."} | null,   # google.rpc code of the backend
       "data_stats": {...} | null,              # tuningDataStats as the backend reports it
-      "metrics": {...} | null                  # training progress when the backend has it
+      "metrics": {...} | null,                 # training progress when the backend has it
+      "base_model": "gemini-2.5-flash" | null, # baseModel, or preTunedModel.baseModel (continuous)
+      "detail_state": "TUNING_JOB_STATE_WAITING_FOR_QUOTA" | null,  # Vertex tuningJobState
+      "waiting_for_quota": true | false,       # accepted, held until the concurrent-job quota frees
+      "quota_wait_ended_at": "..."             # only after such a wait (the stall clock starts there)
     }
 
 Example:
@@ -61,7 +70,7 @@ from shared.outbox import publish_pending, stage_event
 from shared.ports import Clock, JobQuery, JobStore, Publisher, QueryOrder, TuningBackend, TuningJob
 from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
 from shared.settings import Settings
-from shared.states import JobStatus, can_transition, status_for_tuning_state
+from shared.states import WAITING_FOR_QUOTA, JobStatus, can_transition, status_for_tuning_state
 from shared.submission import SubmitStep, submit_tuning_job
 
 POLLED_STATUSES: frozenset[JobStatus] = frozenset(
@@ -74,8 +83,9 @@ WITH_TUNING_JOB: frozenset[JobStatus] = frozenset(
 )
 """Statuses whose records are reconciled with ``tunings.get`` (when they carry a job name)."""
 
-STALL_WATCHED: frozenset[JobStatus] = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
-"""Statuses that produce ``job.stalled`` when a record sits in them too long."""
+STALL_WATCHED: frozenset[JobStatus] = frozenset({JobStatus.PENDING})
+"""Statuses that produce ``job.stalled`` when a record sits in them too long, unless it only
+waits for quota (:func:`waiting_for_quota`; QUEUED always does, so it is not watched)."""
 
 TUNING_FAILED_CODE = "E_TUNING_JOB_FAILED"
 TUNING_EXPIRED_CODE = "E_TUNING_JOB_EXPIRED"
@@ -212,7 +222,24 @@ def tuning_view(job: TuningJob) -> JSON:
         "error": error,
         "data_stats": job.data_stats,
         "metrics": job.metrics,
+        "base_model": job.base_model or None,
+        "detail_state": job.detail_state,
+        "waiting_for_quota": job.detail_state == WAITING_FOR_QUOTA and not job.has_ended,
     }
+
+
+def waiting_for_quota(record: JobRecord) -> bool:
+    """True while the record only waits for tuning quota: QUEUED (a create answered 429), or a
+    job Vertex accepted and holds in ``TUNING_JOB_STATE_WAITING_FOR_QUOTA``.
+
+    >>> from shared.records import DatasetRef, new_record, utcnow
+    >>> rec = new_record(DatasetRef("b", "datasets/faq/v1.jsonl", 7, "faq"), utcnow())
+    >>> waiting_for_quota(rec.with_changes(utcnow(), status=JobStatus.PENDING, tuning={"waiting_for_quota": True}))
+    True
+    """
+    if record.status is JobStatus.QUEUED:
+        return True
+    return not record.status.is_terminal and bool((record.tuning or {}).get("waiting_for_quota"))
 
 
 def _is_older_than_stored(stored: JSON | None, job: TuningJob) -> bool:
@@ -247,6 +274,11 @@ def plan_reconcile(record: JobRecord, job: TuningJob, now: datetime, stall_after
     if record.status.is_terminal or record.tuning_job != job.name or _is_older_than_stored(record.tuning, job):
         return None
     view = tuning_view(job)
+    stored = record.tuning or {}
+    if stored.get("quota_wait_ended_at"):
+        view["quota_wait_ended_at"] = stored["quota_wait_ended_at"]
+    elif stored.get("waiting_for_quota") and not view["waiting_for_quota"]:
+        view["quota_wait_ended_at"] = to_rfc3339(now)  # the stall clock starts here, not at PENDING
     target = status_for_tuning_state(job.state)
     updated = record
     if target is not record.status and can_transition(record.status, target):
@@ -296,12 +328,18 @@ def waiting_since(record: JobRecord) -> datetime:
         if entry.status not in same:
             break
         since = entry.at
-    return since or record.updated_at
+    since = since or record.updated_at
+    # A PENDING job that waited for quota first is measured from the end of that wait.
+    quota_wait_ended = from_rfc3339((record.tuning or {}).get("quota_wait_ended_at"))
+    return max(since, quota_wait_ended) if quota_wait_ended else since
 
 
 def plan_stall(record: JobRecord, now: datetime, stall_after: timedelta) -> JobRecord | None:
-    """Mark and stage one ``job.stalled`` for a record waiting too long, else None."""
-    if record.stalled_notified or record.status not in STALL_WATCHED:
+    """Mark and stage one ``job.stalled`` for a record waiting too long, else None.
+
+    Waiting for quota is not a stall (a busy project is normal, and the record says so).
+    """
+    if record.stalled_notified or record.status not in STALL_WATCHED or waiting_for_quota(record):
         return None
     since = waiting_since(record)
     waited = now - since
@@ -584,8 +622,8 @@ class _Run:
                 outcome.adopted += 1
             else:
                 outcome.submitted += 1
-        if stored.status is JobStatus.QUEUED:
-            outcome.quota_full = True
+        if stored.status is JobStatus.QUEUED or waiting_for_quota(stored):
+            outcome.quota_full = True  # a 429, or Vertex accepted the job but holds it for quota
         if took_lease[0] and stored.status.is_terminal:
             outcome.changed += 1  # FAILED_TO_SUBMIT, with its job.failed staged
         if stored.has_pending_outbox:
@@ -615,7 +653,11 @@ class _Run:
 
         The head of the queue is tried when a job of ours ended in this run, or when its last
         attempt is ``queue_retry_seconds`` old (capacity may be freed by jobs we do not track).
-        Submission stops at the first record the quota refuses, so upload order is kept.
+        Submission stops at the first record the quota refuses, so upload order is kept, and
+        after as many new jobs as this run saw jobs end (the capacity known to be free; one
+        probe when nothing ended): trying more would only earn a 429 for each extra record.
+        Jobs of ours that Vertex holds for quota take freed slots first, so each one lowers that
+        capacity (and while one waits, nothing is probed).
         """
         now = self.clock()
         in_order = sorted(active, key=lambda r: (r.queue_position, r.id))
@@ -626,16 +668,20 @@ class _Run:
             outcome.add_to(self.summary)
         still_queued: list[JobRecord] = []
         retry_after = timedelta(seconds=self.options.queue_retry_seconds)
+        held = sum(1 for r in active if r.status is not JobStatus.QUEUED and waiting_for_quota(r))
+        capacity = max(self.ended, 1) - held
         blocked = False
         for record in queued:
             if not blocked and not self.ended and now - last_attempt_at(record) < retry_after:
                 blocked = True  # nothing freed capacity that we know of: do not knock yet
-            if blocked:
+            if blocked or capacity <= 0:
                 still_queued.append(record)
                 continue
             outcome, stored = self.guard_submit(record)
             outcome.add_to(self.summary)
             blocked = outcome.quota_full or outcome.stop_queue
+            if stored.tuning_job and not record.tuning_job:
+                capacity -= 1
             if stored.status is JobStatus.QUEUED:
                 still_queued.append(stored)
         self.fan_out(still_queued, self.stall_check)

@@ -235,6 +235,8 @@ class TuningJob:
     data_stats: JSON | None = None
     metrics: JSON | None = None
     """Training progress/metrics when the backend exposes them (steps done, losses)."""
+    detail_state: str | None = None
+    """Vertex's ``tuningJobState`` sub-state (e.g. ``TUNING_JOB_STATE_WAITING_FOR_QUOTA``), if sent."""
 
     @property
     def has_ended(self) -> bool:
@@ -254,6 +256,8 @@ class GenerationRequest:
     max_output_tokens: int = 256
     thinking_budget: int | None = 0
     """0 turns thinking off on models that think (recommended for tuned 2.5 models)."""
+    thinking_level: str | None = None
+    """``MINIMAL``/``LOW``/... for families that take a level (Gemini 3); see shared.model_families."""
     timeout_seconds: float = 60.0
 
 

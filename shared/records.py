@@ -146,6 +146,8 @@ class JobRecord:
     outbox: tuple[OutboxEntry, ...] = ()
     stalled_notified: bool = False
     smoke_test: JSON | None = None
+    smoke_progress: JSON | None = None
+    """Smoke-test calls done by an invocation that ran out of time (see shared.completion)."""
     cleanup: JSON | None = None
     cancel_request: JSON | None = None
     queue_position: str = ""
@@ -230,6 +232,7 @@ class JobRecord:
             "pending_outbox": self.has_pending_outbox,
             "stalled_notified": self.stalled_notified,
             "smoke_test": self.smoke_test,
+            "smoke_progress": self.smoke_progress,
             "cleanup": self.cleanup,
             "cancel_request": self.cancel_request,
             "queue_position": self.queue_position,
@@ -281,6 +284,7 @@ class JobRecord:
             ),
             stalled_notified=bool(data.get("stalled_notified", False)),
             smoke_test=data.get("smoke_test"),
+            smoke_progress=data.get("smoke_progress"),
             cleanup=data.get("cleanup"),
             cancel_request=data.get("cancel_request"),
             queue_position=data.get("queue_position", ""),

@@ -25,11 +25,13 @@ _LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
 _COLOURS = ("#9aa0a6", "#1a73e8", "#34a853", "#fbbc04")
 
 
-def build_rouge_figure(scores_by_model: Mapping[str, RougeScores], *, title: str) -> Figure:
+def build_rouge_figure(scores_by_model: Mapping[str, RougeScores], *, title: str, prompts: int | None = None) -> Figure:
     """A grouped bar chart: one group per metric, one bar per model (in mapping order).
 
     Each bar is labelled with its value; the y axis is fixed to [0, 1] so charts of different
-    runs compare at a glance.
+    runs compare at a glance. The y label says the bars are means over ``prompts`` prompts. The
+    legend sits below the axes, so it never covers a bar or its label (scores near 1.0 reach
+    the top right corner, where a legend inside the axes would be).
     """
     figure = Figure(figsize=(6.4, 4.0), dpi=100)
     FigureCanvasAgg(figure)
@@ -43,9 +45,10 @@ def build_rouge_figure(scores_by_model: Mapping[str, RougeScores], *, title: str
         axes.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=8)
     axes.set_xticks(range(len(METRICS)), [_LABELS[m] for m in METRICS])
     axes.set_ylim(0.0, 1.05)
-    axes.set_ylabel("F-measure vs reference")
+    over = f"mean over {prompts} prompt{'s' if prompts != 1 else ''}" if prompts else "mean over the prompts"
+    axes.set_ylabel(f"F-measure vs reference\n({over})")
     axes.set_title(title, fontsize=10)
-    axes.legend(loc="upper right")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=max(len(models), 1), frameon=False)
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return figure

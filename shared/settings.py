@@ -55,7 +55,7 @@ class Settings:
     lease_seconds: int = 600
     """In-progress claims older than this are taken over (longer than the 540 s function timeout)."""
     stall_after_seconds: int = 6 * 3600
-    """A job PENDING/QUEUED longer than this produces one ``job.stalled`` event."""
+    """A job PENDING longer than this (and not only waiting for quota) produces one ``job.stalled`` event."""
     poll_concurrency: int = 16
     max_reported_errors: int = 100
     defaults_file: str = ""

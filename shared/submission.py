@@ -178,7 +178,21 @@ def _adopt_or_create(
     owner: str,
     after_step: Callable[[SubmitStep], None] | None,
 ) -> JobRecord:
-    existing = find_jobs_by_key(tuning, record.id)
+    try:
+        existing = find_jobs_by_key(tuning, record.id)
+    except BackendError as exc:
+        if is_retryable(exc):
+            raise
+        # The adapter already falls back to an unfiltered listing when the label filter is
+        # refused; a listing that fails for good must not fail the submission (adoption only
+        # matters after a crash right after create, far rarer than a refused list call).
+        log_event(
+            "WARNING",
+            "could not list tuning jobs by label; creating without the adoption check",
+            job_id=record.id,
+            error=str(exc),
+        )
+        existing = []
     if existing:
         if len(existing) > 1:
             log_event(

@@ -9,7 +9,14 @@ notification subscription and POSTs exactly that to the upload function: ack on 
 otherwise, so the subscription's retry policy redelivers like Eventarc retries a failed
 function.
 
-Run it as ``python -m deploy.local.bridge --subscription projects/P/subscriptions/S --target URL``.
+Header values are percent-encoded as the CloudEvents HTTP binding requires (object names may
+hold any UTF-8 character, HTTP headers only printable ASCII; see :func:`encode_header_value`).
+A message the bridge cannot turn into a request (corrupt JSON, ...) is logged, published to
+the dead-letter topic with the reason, and acked: one bad notification never stops the bridge
+from delivering the next ones.
+
+Run it as ``python -m deploy.local.bridge --subscription projects/P/subscriptions/S --target URL
+[--dead-letter-topic projects/P/topics/T]``.
 
 Example:
     >>> req = notification_to_cloudevent("17", {"eventType": "OBJECT_FINALIZE", "bucketId": "b",
@@ -26,7 +33,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -43,6 +50,29 @@ GCS_CLOUDEVENT_TYPES: dict[str, str] = {
     "OBJECT_ARCHIVE": "google.cloud.storage.object.v1.archived",
 }
 """GCS notification ``eventType`` -> Eventarc CloudEvent type."""
+
+_HEADER_SAFE = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "%"}
+"""Characters a header value may carry unencoded: printable ASCII except '"' and '%'."""
+
+
+def encode_header_value(value: str) -> str:
+    """Percent-encode a CloudEvents attribute for an HTTP header.
+
+    The CloudEvents HTTP protocol binding, section 3.1.3.2 "HTTP Header Values"
+    (https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/bindings/http-protocol-binding.md#3132-http-header-values):
+    string values are UTF-8 encoded and space, '"', '%' and every character outside printable
+    ASCII (U+0021-U+007E) is percent-encoded, byte by byte. The CloudEvents Python SDK that
+    functions-framework uses (cloudevents 1.12 ``from_http``) does not percent-decode, so the
+    function sees ``subject`` encoded; intake reads the object name from the event *data*
+    (``data.name``, JSON, exact), never from the subject.
+
+    >>> encode_header_value("objects/datasets/faq/v1.jsonl")
+    'objects/datasets/faq/v1.jsonl'
+    >>> encode_header_value("objects/datasets/faq/\u4e2d 1%.jsonl")
+    'objects/datasets/faq/%E4%B8%AD%201%25.jsonl'
+    """
+    return "".join(ch if ch in _HEADER_SAFE else "".join(f"%{b:02X}" for b in ch.encode()) for ch in value)
+
 
 _STRING_FIELDS = ("generation", "metageneration", "size")
 """Object-resource fields the JSON API (and so Eventarc) encodes as strings (int64)."""
@@ -67,6 +97,8 @@ def notification_to_cloudevent(message_id: str, attributes: Mapping[str, str], d
     if event_type is None:
         return None
     payload: dict[str, Any] = json.loads(data) if data else {}
+    if not isinstance(payload, dict):
+        raise ValueError(f"notification data is JSON {type(payload).__name__}, expected an object")
     bucket = attributes.get("bucketId") or str(payload.get("bucket", ""))
     name = attributes.get("objectId") or str(payload.get("name", ""))
     payload.setdefault("bucket", bucket)
@@ -87,10 +119,10 @@ def notification_to_cloudevent(message_id: str, attributes: Mapping[str, str], d
         "ce-specversion": "1.0",
         "ce-id": message_id,
         "ce-type": event_type,
-        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-        "ce-subject": f"objects/{name}",
-        "ce-time": event_time,
-        "ce-bucket": bucket,
+        "ce-source": encode_header_value(f"//storage.googleapis.com/projects/_/buckets/{bucket}"),
+        "ce-subject": encode_header_value(f"objects/{name}"),
+        "ce-time": encode_header_value(event_time),
+        "ce-bucket": encode_header_value(bucket),
         "Content-Type": "application/json; charset=utf-8",
     }
     return CloudEventRequest(headers=headers, data=payload)
@@ -106,9 +138,13 @@ class NotificationBridge:
         *,
         max_in_flight: int = 4,
         request_timeout: float = 600.0,
+        dead_letter: Callable[[str, Mapping[str, str], bytes, str], None] | None = None,
     ) -> None:
         self.subscription_path = subscription_path
         self.target_url = target_url
+        self.dead_letter = dead_letter
+        """Called with (message id, attributes, data, reason) for a message that cannot be delivered."""
+        self.dead_lettered = 0
         self.max_in_flight = max_in_flight
         self.request_timeout = request_timeout
         self._session = requests.Session()
@@ -117,8 +153,15 @@ class NotificationBridge:
         self.failed = 0
 
     def deliver(self, message_id: str, attributes: Mapping[str, str], data: bytes) -> bool:
-        """POST one notification as a CloudEvent; True when it should be acked."""
-        request = notification_to_cloudevent(message_id, attributes, data)
+        """POST one notification as a CloudEvent; True when it should be acked.
+
+        A message that cannot become a request at all is dead-lettered and acked (redelivering
+        it would fail the same way forever); a failed POST is nacked for redelivery.
+        """
+        try:
+            request = notification_to_cloudevent(message_id, attributes, data)
+        except Exception as exc:  # any malformed message: park it, keep the bridge alive
+            return self._park(message_id, attributes, data, f"cannot convert: {type(exc).__name__}: {exc}")
         if request is None:
             log_event("DEBUG", "bridge: ignoring notification", event_type=attributes.get("eventType"))
             return True
@@ -126,6 +169,8 @@ class NotificationBridge:
             response = self._session.post(
                 self.target_url, data=request.body, headers=request.headers, timeout=self.request_timeout
             )
+        except ValueError as exc:  # e.g. a header requests cannot encode: permanent, park it
+            return self._park(message_id, attributes, data, f"cannot send: {type(exc).__name__}: {exc}")
         except requests.RequestException as exc:
             self.failed += 1
             log_event("WARNING", "bridge: delivery failed, will be redelivered", error=str(exc), id=message_id)
@@ -150,6 +195,19 @@ class NotificationBridge:
         )
         return False
 
+    def _park(self, message_id: str, attributes: Mapping[str, str], data: bytes, reason: str) -> bool:
+        """Log and dead-letter an undeliverable message; True (ack) once it is parked."""
+        log_event("ERROR", "bridge: undeliverable notification", id=message_id, reason=reason)
+        if self.dead_letter is None:
+            return True
+        try:
+            self.dead_letter(message_id, attributes, data, reason)
+        except Exception as exc:  # keep it on the subscription rather than lose it
+            log_event("ERROR", "bridge: dead-lettering failed, will be redelivered", id=message_id, error=str(exc))
+            return False
+        self.dead_lettered += 1
+        return True
+
     def run(self, stop: threading.Event, ready_file: Path | None = None) -> None:
         """Pull until ``stop`` is set (the subscription must exist)."""
         from google.cloud import pubsub_v1  # noqa: PLC0415 - keep import-time light for the CLI
@@ -158,7 +216,10 @@ class NotificationBridge:
         flow = pubsub_v1.types.FlowControl(max_messages=self.max_in_flight)
 
         def callback(message: Any) -> None:
-            ok = self.deliver(message.message_id, dict(message.attributes), message.data)
+            try:
+                ok = self.deliver(message.message_id, dict(message.attributes), message.data)
+            except Exception as exc:  # a callback that raises would leave the message hanging
+                ok = self._park(message.message_id, dict(message.attributes), message.data, repr(exc))
             if ok:
                 message.ack()
             else:
@@ -178,6 +239,19 @@ class NotificationBridge:
             subscriber.close()
 
 
+def pubsub_dead_letter(topic_path: str) -> Callable[[str, Mapping[str, str], bytes, str], None]:
+    """A dead-letter sink publishing the original message plus ``bridge_error`` / ``original_id``."""
+    from google.cloud import pubsub_v1  # noqa: PLC0415
+
+    publisher = pubsub_v1.PublisherClient()
+
+    def publish(message_id: str, attributes: Mapping[str, str], data: bytes, reason: str) -> None:
+        extra = {"bridge_error": reason[:1000], "original_id": message_id}
+        publisher.publish(topic_path, data, **{**attributes, **extra}).result(timeout=30)
+
+    return publish
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m deploy.local.bridge``."""
     parser = argparse.ArgumentParser(description="GCS notifications -> Eventarc-style CloudEvents")
@@ -185,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True, help="URL of the upload function")
     parser.add_argument("--ready-file", type=Path, default=None)
     parser.add_argument("--max-in-flight", type=int, default=4)
+    parser.add_argument("--dead-letter-topic", default=None, help="projects/P/topics/T for undeliverable messages")
     args = parser.parse_args(argv)
     stop = threading.Event()
 
@@ -193,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    bridge = NotificationBridge(args.subscription, args.target, max_in_flight=args.max_in_flight)
+    dead_letter = None if args.dead_letter_topic is None else pubsub_dead_letter(args.dead_letter_topic)
+    bridge = NotificationBridge(
+        args.subscription, args.target, max_in_flight=args.max_in_flight, dead_letter=dead_letter
+    )
     try:
         bridge.run(stop, args.ready_file)
     except Exception as exc:

@@ -136,14 +136,27 @@ def demo_uploads(prefix: str, tuning_yaml: Path | None) -> list[Upload]:
     ]
 
 
+def error_summary(validation: Mapping[str, Any], shown: int = 4) -> str:
+    """``5 error(s) of 2 kinds: E_A x3, E_B x2``; the list ends in ``…`` when it is cut.
+
+    >>> error_summary({"error_counts": {"E_A": 2, "E_B": 1, "E_C": 1, "W_X": 9}}, shown=2)
+    '4 error(s) of 3 kinds: E_A x2, E_B x1, … 1 more'
+    """
+    counts = {c: n for c, n in (validation.get("error_counts") or {}).items() if c.startswith("E_")}
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    listed = ", ".join(f"{code} x{n}" for code, n in ordered[:shown])
+    if len(ordered) > shown:
+        listed += f", … {len(ordered) - shown} more"
+    kinds = f"{len(ordered)} kind{'s' if len(ordered) != 1 else ''}"
+    return f"{sum(counts.values())} error(s) of {kinds}: {listed}"
+
+
 def describe(record: JobRecord) -> str:
     """One narration line for a record's current state."""
     parts = [record.status.value]
     validation = record.validation or {}
     if validation and record.status in (JobStatus.REJECTED, JobStatus.QUEUED, JobStatus.SUBMITTING):
-        counts = validation.get("error_counts") or {}
-        errors = sum(n for c, n in counts.items() if c.startswith("E_"))
-        parts.append("valid" if validation.get("valid") else f"invalid: {errors} error(s) {sorted(counts)[:4]}")
+        parts.append("valid" if validation.get("valid") else "invalid: " + error_summary(validation))
     if record.status is JobStatus.RUNNING and (progress := training_progress(record.tuning)):
         parts.append(progress)
     smoke = record.smoke_test or {}
@@ -155,10 +168,12 @@ def describe(record: JobRecord) -> str:
 
 
 def _finished(record: JobRecord) -> bool:
-    if not record.status.is_terminal:
+    # Every event committed with a transition must be published first (model.deleted is written
+    # with the cleanup and published a moment later: without this the demo could stop before it).
+    if not record.status.is_terminal or record.has_pending_outbox:
         return False
     if record.status is not JobStatus.SUCCEEDED:
-        return not record.has_pending_outbox
+        return True
     smoke = record.smoke_test
     if not smoke:
         return False
@@ -189,10 +204,29 @@ def run_demo(options: DemoOptions, say: Say = print) -> DemoResult:
         stack.stop()
 
 
+def explore_hint(state_dir: Path, cli: str | None = None) -> list[str]:
+    """Commands that work pasted into a fresh shell, whether or not ``sftpilot`` is on the PATH.
+
+    >>> for line in explore_hint(Path(".sftpilot/demo"), cli=".venv/bin/sftpilot"):
+    ...     print(line)
+    eval "$(.venv/bin/sftpilot local env --state-dir .sftpilot/demo)"
+    .venv/bin/sftpilot jobs list
+    (or: make shell, then plain sftpilot ...)
+    """
+    from shared.cli.common import cli_command  # noqa: PLC0415 - the CLI package imports this module lazily
+
+    program = cli or cli_command()
+    lines = [f'eval "$({program} local env --state-dir {state_dir})"', f"{program} jobs list"]
+    if program != "sftpilot":
+        lines.append("(or: make shell, then plain sftpilot ...)")
+    return lines
+
+
 def _serve_until_interrupted(state_dir: Path, say: Say) -> None:
     """Keep the stack (whose processes die with this one) up until Ctrl-C or SIGTERM."""
-    say("the stack stays up until Ctrl-C; from another shell:")
-    say(f"  eval $(sftpilot local env --state-dir {state_dir}) && sftpilot jobs list")
+    say("the stack stays up until Ctrl-C; from another shell in this folder:")
+    for line in explore_hint(state_dir):
+        say(f"  {line}")
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -266,11 +300,7 @@ def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> D
                 if started_first is not None and started_first.tuning_job:
                     waiting.remove(upload)
                     put(upload)
-            while not events.empty():
-                event = events.get()
-                seen.append(event)
-                a = event["attributes"]
-                say(f"{_clock(started)}  event {a.get('type', '?'):<18} {a.get('lineage', '')} {a.get('state', '')}")
+            narrate_events(events, seen, say, started)
             done = len(records) == len(watched) and all(_finished(r) for r in records.values())
             if done:
                 break
@@ -278,9 +308,14 @@ def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> D
                 pending = sorted(_short(n) for n in watched if n not in records or not _finished(records[n]))
                 raise DemoTimeoutError(options.timeout_seconds, pending, str(stack.state_dir / "logs"))
             time.sleep(1.0)
-        time.sleep(1.0)  # let the last events arrive
-        while not events.empty():
-            seen.append(events.get())
+        # Events published just before the records looked finished are still on their way:
+        # narrate until the subscription has been quiet for a moment (bounded).
+        quiet_until = time.monotonic() + 2.0
+        give_up = time.monotonic() + 15.0
+        while time.monotonic() < min(quiet_until, give_up):
+            if narrate_events(events, seen, say, started):
+                quiet_until = time.monotonic() + 2.0
+            time.sleep(0.2)
     finally:
         stream.cancel()
         with contextlib.suppress(Exception):
@@ -289,11 +324,13 @@ def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> D
             subscriber.delete_subscription(request={"subscription": watch})
         subscriber.close()
 
-    reports_dir = options.state_dir.resolve() / "reports"
-    for blob in bucket.list_blobs(prefix=settings.reports_prefix):
-        target = reports_dir / blob.name.removeprefix(settings.reports_prefix)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(target))
+    reports_dir = run_reports_dir(options.state_dir)
+    for record in records.values():  # only this run's reports, never an earlier run's
+        folder = f"{settings.reports_prefix}{record.dataset.reports_prefix}/"
+        for blob in bucket.list_blobs(prefix=folder):
+            target = reports_dir / blob.name.removeprefix(settings.reports_prefix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            blob.download_to_filename(str(target))
     retired = _retired_models(services, records)
     result = DemoResult(
         records=records,
@@ -306,6 +343,38 @@ def _run(stack: LocalStack, options: DemoOptions, say: Say, started: float) -> D
     for line in summary(result):
         say(line)
     return result
+
+
+def run_reports_dir(state_dir: Path, now: float | None = None) -> Path:
+    """``<state>/reports/run-YYYYmmdd-HHMMSS``: one folder per demo run (a new one if taken).
+
+    >>> run_reports_dir(Path("/nonexistent/demo"), now=0.0).name
+    'run-19700101-000000'
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    base = state_dir.resolve() / "reports" / f"run-{stamp}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def narrate_events(events: queue.Queue[dict[str, Any]], seen: list[dict[str, Any]], say: Say, started: float) -> int:
+    """Say one line per event waiting in ``events`` and move it to ``seen``; returns how many.
+
+    The only place events are taken off the queue, so every event the demo counts is also told.
+    """
+    count = 0
+    while True:
+        try:
+            event = events.get_nowait()
+        except queue.Empty:
+            return count
+        seen.append(event)
+        count += 1
+        a = event["attributes"]
+        say(f"{_clock(started)}  event {a.get('type', '?'):<18} {a.get('lineage', '')} {a.get('state', '')}".rstrip())
 
 
 def _retired_models(services: Services, records: Mapping[str, JobRecord]) -> list[str]:

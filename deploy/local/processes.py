@@ -31,10 +31,11 @@ ReadinessCheck = Callable[[], bool]
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class ComponentStartError(SftpilotError):
-    """A component exited or did not become ready in time; carries the tail of its log."""
+class ComponentError(SftpilotError):
+    """A component of the local stack failed; names it, says why, and carries the tail of its log."""
 
-    code = "E_LOCAL_COMPONENT_START"
+    code = "E_LOCAL_COMPONENT"
+    what = "failed"
 
     def __init__(self, component: str, reason: str, log_path: str, log_tail: str) -> None:
         self.component = component
@@ -42,7 +43,21 @@ class ComponentStartError(SftpilotError):
         self.log_path = log_path
         self.log_tail = log_tail
         tail = f"\n--- last lines of {log_path} ---\n{log_tail}" if log_tail else ""
-        super().__init__(f"{component} failed to start: {reason} (log: {log_path}){tail}")
+        super().__init__(f"{component} {self.what}: {reason} (log: {log_path}){tail}")
+
+
+class ComponentStartError(ComponentError):
+    """A component exited or did not become ready in time."""
+
+    code = "E_LOCAL_COMPONENT_START"
+    what = "failed to start"
+
+
+class ComponentDiedError(ComponentError):
+    """A running component exited and cannot (or may no longer) be restarted: the stack stops, loud."""
+
+    code = "E_LOCAL_COMPONENT_DIED"
+    what = "died"
 
 
 def free_port() -> int:
@@ -153,6 +168,10 @@ class ProcessSpec:
     port: int | None = None
     url: str | None = None
     ready_timeout: float = 60.0
+    before_start: Callable[[], None] | None = None
+    """Runs before every (re)start, e.g. to remove a stale readiness file."""
+    restartable: bool = False
+    """True when the component keeps no state in memory, so a fresh process replaces it fully."""
 
 
 class ManagedProcess:
@@ -174,6 +193,8 @@ class ManagedProcess:
         """Spawn the process (does not wait for readiness)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.spec.before_start is not None:
+            self.spec.before_start()
         argv = [*_pdeathsig_prefix(), *self.spec.argv]
         env = {**os.environ, **self.spec.env}
         env.setdefault("NO_PROXY", "127.0.0.1,localhost")

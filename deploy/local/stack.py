@@ -12,6 +12,15 @@
    a push subscription on the events topic to the completion function (Eventarc Pub/Sub
    trigger, retry policy + dead letters) and the scheduler loop (Cloud Scheduler -> poll).
 
+With ``persist=True`` (what ``sftpilot local up`` uses) a restart with the same state
+directory resumes: objects live on disk (fake-gcs-server's filesystem backend under
+``data/gcs``), Firestore is exported to ``data/firestore`` on every graceful stop and every
+:meth:`LocalStack.snapshot` (``local up`` takes one a minute) and imported on start, topics and
+subscriptions are recreated, the tuning server keeps its jobs under ``tuning/``, and the
+poller picks the running jobs up again. A hard kill (SIGKILL, power loss) loses the Firestore
+writes since the last snapshot and every Pub/Sub message not yet delivered (the Pub/Sub
+emulator keeps nothing on disk). :func:`wipe_state` (``sftpilot local down --wipe``) starts clean.
+
 Everything writes ``logs/<name>.log`` and ``pids/<name>.pid`` under the state directory, and
 ``stack.json`` describes ports, URLs and the environment (``sftpilot local env`` / ``down`` read
 it). :meth:`LocalStack.stop` (also run at interpreter exit) stops every process it started.
@@ -29,6 +38,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -42,6 +52,7 @@ from typing import Any
 
 from deploy.local.components import Components, MissingComponentError, locate_components
 from deploy.local.processes import (
+    ComponentDiedError,
     ManagedProcess,
     ProcessSpec,
     free_port,
@@ -106,6 +117,17 @@ class StackAlreadyRunningError(SftpilotError):
             f"a local stack is already running from {state_dir} (supervisor pid {pid}); "
             f"stop it with: sftpilot local down --state-dir {state_dir}"
         )
+
+
+DATA_DIRS = ("data", "tuning")
+"""What a persistent stack keeps under its state directory (removed by :func:`wipe_state`)."""
+FIRESTORE_EXPORTS = Path("data/firestore")
+GCS_ROOT = Path("data/gcs")
+SNAPSHOT_INTERVAL = 60.0
+"""Seconds between Firestore snapshots while ``local up`` runs (bounds what a hard kill loses)."""
+
+MAX_RESTARTS = 3
+"""Restarts of one component per stack run before :meth:`LocalStack.supervise` gives up."""
 
 
 class StackComponents(Flag):
@@ -187,6 +209,7 @@ class LocalStack:
         on_progress: ProgressCallback | None = None,
         ready_timeout: float = 90.0,
         retry_backoff: tuple[float, float] = (1.0, 10.0),
+        persist: bool = False,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval}")
@@ -205,11 +228,14 @@ class LocalStack:
         self.sdk_root = sdk_root
         self.ready_timeout = ready_timeout
         self.retry_backoff = retry_backoff
+        self.persist = persist
+        """Keep objects and records across restarts (see the module docstring)."""
         self.api_token = secrets.token_urlsafe(24)
         self._progress = on_progress or _ignore_progress
         self._processes: dict[str, ManagedProcess] = {}
         self._ports: dict[str, int] = {}
         self._started = False
+        self._restarts: dict[str, int] = {}
         self._stopping = threading.Lock()
         self._atexit_registered = False
 
@@ -289,12 +315,30 @@ class LocalStack:
             "SFTPILOT_EVENTS_TOPIC": self.events_topic_path,
             "SFTPILOT_TUNING_LOCATION": self.location,
         }
+        env.update(self.gcloud_env())
         if self.tuning_url:
             env["SFTPILOT_TUNING_BASE_URL"] = self.tuning_url
         if self.api_url:
             env["SFTPILOT_API_URL"] = self.api_url
             env["SFTPILOT_API_TOKEN"] = self.api_token
         return env
+
+    def gcloud_env(self) -> dict[str, str]:
+        """What the ``gcloud`` CLI needs to use this stack (``gcloud storage``, ``gcloud pubsub``).
+
+        Endpoint overrides are gcloud properties settable as ``CLOUDSDK_API_ENDPOINT_OVERRIDES_<API>``
+        (https://cloud.google.com/sdk/gcloud/reference/topic/endpoint-override); the value ends
+        with '/' (gcloud rejects a storage override without it). ``auth/disable_credentials``
+        (``CLOUDSDK_AUTH_DISABLE_CREDENTIALS``) sends no token, which the emulators ignore
+        anyway, so no ``gcloud auth login`` is needed; ``core/project`` names the emulators'
+        project (https://cloud.google.com/sdk/gcloud/reference/config).
+        """
+        return {
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": self.storage_url + "/",
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{self.pubsub_host}/",
+            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+            "CLOUDSDK_CORE_PROJECT": self.project,
+        }
 
     def function_environment(self) -> dict[str, str]:
         """The environment every function process gets (Settings reads these)."""
@@ -354,6 +398,10 @@ class LocalStack:
                 ["pubsub", "firestore"],
             ]
             for group in groups:
+                if group == ["gcs"] and self.persist:
+                    # Nothing writes to Firestore any more: this export is the complete state.
+                    with contextlib.suppress(StackSetupError, RuntimeError):
+                        self.snapshot()
                 members = [self._processes[name] for name in group if name in self._processes]
                 _stop_in_parallel(members)
             self._processes.clear()
@@ -378,6 +426,69 @@ class LocalStack:
                 )
             )
         return rows
+
+    def snapshot(self) -> Path | None:
+        """Export Firestore to ``data/firestore`` (persistent stacks); the newest complete export wins.
+
+        Uses the emulator's REST export (``POST /emulator/v1/projects/P:export``, the counterpart
+        of the documented ``:import``, https://cloud.google.com/datastore/docs/emulator). The
+        emulator's ``--export-on-exit`` flag
+        (https://cloud.google.com/sdk/gcloud/reference/emulators/firestore/start) logs "Failed
+        during export" when the jar is started directly, as here, so the stack exports itself
+        before it stops the emulator. Older exports are removed once the new one is complete.
+        """
+        proc = self._processes.get("firestore")
+        if not self.persist or proc is None or not proc.alive():
+            return None
+        exports = self.state_dir / FIRESTORE_EXPORTS
+        exports.mkdir(parents=True, exist_ok=True)
+        before = {p.name for p in exports.iterdir()}
+        _rest(
+            "POST",
+            f"http://{self.firestore_host}/emulator/v1/projects/{self.project}:export",
+            {"database": f"projects/{self.project}/databases/(default)", "export_directory": str(exports)},
+            "export Firestore",
+        )
+        created = [p for p in exports.iterdir() if p.name not in before and p.is_dir()]
+        if not created:
+            return None
+        newest = max(created, key=lambda p: p.stat().st_mtime)
+        for old in exports.iterdir():
+            if old != newest and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        return newest
+
+    def supervise(self) -> list[str]:
+        """Restart stateless components that exited; raise ComponentDiedError otherwise.
+
+        The functions, the bridge, the scheduler and the tuning server (its jobs live on disk)
+        come back as fresh processes, at most MAX_RESTARTS times each. An emulator that dies
+        took its in-memory state with it, so the stack cannot go on silently: the error names
+        the component, its exit code and the end of its log. Returns one line per restart.
+        """
+        restarted = []
+        for name, proc in list(self._processes.items()):
+            code = proc.returncode()
+            if code is None:
+                continue
+            count = self._restarts.get(name, 0)
+            if not proc.spec.restartable:
+                raise ComponentDiedError(
+                    name, f"exited with code {code} (it cannot be restarted)", str(proc.log_path), proc.log_tail()
+                )
+            if count >= MAX_RESTARTS:
+                raise ComponentDiedError(
+                    name, f"exited with code {code} after {count} restart(s)", str(proc.log_path), proc.log_tail()
+                )
+            self._restarts[name] = count + 1
+            proc.stop(grace_seconds=1.0)
+            proc.start()
+            proc.wait_ready()
+            self._write_stack_file("running")
+            restarted.append(
+                f"{name} exited with code {code}; restarted ({count + 1}/{MAX_RESTARTS}), log {proc.log_path}"
+            )
+        return restarted
 
     def reset_firestore(self) -> None:
         """Delete every document of the default database (emulator-only endpoint)."""
@@ -481,6 +592,10 @@ class LocalStack:
             "--host=127.0.0.1",
             f"--port={port}",
         ]
+        latest = latest_firestore_export(self.state_dir) if self.persist else None
+        if latest is not None:
+            argv.append(f"--import-data={latest}")
+            self._progress(f"restoring Firestore from {latest.parent.name}")
         return ProcessSpec(
             name="firestore",
             argv=argv,
@@ -501,8 +616,7 @@ class LocalStack:
             "127.0.0.1",
             "-port",
             str(port),
-            "-backend",
-            "memory",
+            *self._gcs_backend(),
             "-external-url",
             url,
             "-event.pubsub-project-id",
@@ -523,6 +637,14 @@ class LocalStack:
             url=url,
             ready_timeout=self.ready_timeout,
         )
+
+    def _gcs_backend(self) -> list[str]:
+        """fake-gcs-server keeps objects in memory, or on disk for a persistent stack."""
+        if not self.persist:
+            return ["-backend", "memory"]
+        root = self.state_dir / GCS_ROOT
+        root.mkdir(parents=True, exist_ok=True)
+        return ["-backend", "filesystem", "-filesystem-root", str(root)]
 
     def _tuning_spec(self) -> ProcessSpec:
         port = self._ports["tuning"]
@@ -561,6 +683,7 @@ class LocalStack:
             port=port,
             url=url,
             ready_timeout=max(self.ready_timeout, 120.0),
+            restartable=True,  # its jobs and models live under the state directory
         )
 
     def _function_spec(self, role: str, target: str, signature: str) -> ProcessSpec:
@@ -593,11 +716,11 @@ class LocalStack:
             port=port,
             url=url,
             ready_timeout=self.ready_timeout,
+            restartable=True,
         )
 
     def _bridge_spec(self) -> ProcessSpec:
         ready_file = self.state_dir / "run" / "bridge.ready"
-        ready_file.unlink(missing_ok=True)
         target = self.function_url("upload")
         assert target is not None
         argv = [
@@ -610,6 +733,8 @@ class LocalStack:
             target,
             "--ready-file",
             str(ready_file),
+            "--dead-letter-topic",
+            self.dead_letter_topic_path,
         ]
         return ProcessSpec(
             name="bridge",
@@ -618,6 +743,8 @@ class LocalStack:
             cwd=REPO_ROOT,
             ready=ready_file.exists,
             ready_timeout=self.ready_timeout,
+            before_start=lambda: ready_file.unlink(missing_ok=True),
+            restartable=True,
         )
 
     def _scheduler_spec(self) -> ProcessSpec:
@@ -641,6 +768,7 @@ class LocalStack:
             cwd=REPO_ROOT,
             ready=lambda: time.monotonic() - started > 0.3,
             ready_timeout=self.ready_timeout,
+            restartable=True,
         )
 
     def _pubsub_rest(self, method: str, path: str, body: dict[str, Any] | None, what: str) -> None:
@@ -790,6 +918,36 @@ def stop_recorded_stack(state_dir: Path, grace_seconds: float = 30.0) -> list[st
             pid_file.unlink(missing_ok=True)
     (state_dir / STACK_FILE).unlink(missing_ok=True)
     return stopped
+
+
+def latest_firestore_export(state_dir: Path) -> Path | None:
+    """The ``*.overall_export_metadata`` file of the newest complete Firestore export, or None."""
+    exports = Path(state_dir) / FIRESTORE_EXPORTS
+    if not exports.is_dir():
+        return None
+    found = [
+        meta for folder in exports.iterdir() if folder.is_dir() for meta in folder.glob("*.overall_export_metadata")
+    ]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def wipe_state(state_dir: Path) -> list[str]:
+    """Remove what a persistent stack kept (objects, records, tuning jobs); returns what was removed.
+
+    Refuses while a stack runs from ``state_dir``; logs and PID files stay.
+    """
+    state_dir = Path(state_dir)
+    info = read_stack_file(state_dir) or {}
+    pid = int(info.get("supervisor_pid", 0))
+    if pid and pid_matches(pid, info.get("supervisor_start_time")):
+        raise StackAlreadyRunningError(str(state_dir), pid)
+    removed = []
+    for name in DATA_DIRS:
+        path = state_dir / name
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(str(path))
+    return removed
 
 
 def _stop_in_parallel(procs: list[ManagedProcess]) -> None:

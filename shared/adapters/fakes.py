@@ -56,7 +56,7 @@ from shared.ports import (
     unversioned_model_name,
 )
 from shared.records import JSON, JobRecord, utcnow
-from shared.states import TuningState, check_transition
+from shared.states import WAITING_FOR_QUOTA, TuningState, check_transition
 
 
 class FailureScript:
@@ -386,11 +386,14 @@ class FakeTuningBackend:
         latency_seconds: float = 0.0,
         responder: Responder = _echo_responder,
         checkpoints_per_job: int = 2,
+        queue_when_full: bool = False,
         operation_polls: int = 0,
     ) -> None:
         """``operation_polls``: polls an undeploy/delete operation answers "not done" before it finishes."""
         self._prefix = f"projects/{project}/locations/{location}"
         self.quota = quota
+        self.queue_when_full = queue_when_full
+        """Full quota: accept the job PENDING + WAITING_FOR_QUOTA (as Vertex may) instead of a 429."""
         self.latency_seconds = latency_seconds
         self.responder = responder
         self.checkpoints_per_job = checkpoints_per_job
@@ -417,7 +420,7 @@ class FakeTuningBackend:
         self.failures.check(operation)
 
     def _active_count(self) -> int:
-        return sum(1 for j in self.jobs.values() if not j.has_ended)
+        return sum(1 for j in self.jobs.values() if not j.has_ended and j.detail_state != WAITING_FOR_QUOTA)
 
     # --- jobs ---
 
@@ -427,7 +430,8 @@ class FakeTuningBackend:
         if not spec.training_dataset_uri.startswith("gs://"):
             raise InvalidArgumentError("create_job", 400, "trainingDatasetUri must be a gs:// URI", "INVALID_ARGUMENT")
         with self._lock:
-            if self._active_count() >= self.quota:
+            full = self._active_count() >= self.quota
+            if full and not self.queue_when_full:
                 raise QuotaExceededError(
                     "create_job", 429, "concurrent tuning jobs quota exceeded", "RESOURCE_EXHAUSTED"
                 )
@@ -436,6 +440,7 @@ class FakeTuningBackend:
             job = TuningJob(
                 name=name,
                 state=TuningState.PENDING,
+                detail_state=WAITING_FOR_QUOTA if full else None,
                 base_model=spec.base_model,
                 display_name=spec.display_name,
                 create_time=now,
@@ -478,12 +483,14 @@ class FakeTuningBackend:
 
     # --- test controls ---
 
-    def set_state(self, name: str, state: TuningState, *, error_message: str | None = None) -> TuningJob:
+    def set_state(
+        self, name: str, state: TuningState, *, error_message: str | None = None, detail_state: str | None = None
+    ) -> TuningJob:
         """Move a job (tests drive the lifecycle). SUCCEEDED creates the model and endpoints."""
         with self._lock:
             job = self.jobs[name]
             now = utcnow()
-            changes: dict[str, object] = {"state": state, "update_time": now}
+            changes: dict[str, object] = {"state": state, "update_time": now, "detail_state": detail_state}
             if state is TuningState.RUNNING and job.start_time is None:
                 changes["start_time"] = now
             if state.has_ended:

@@ -28,7 +28,12 @@ Decisions:
   the adapter returns the operation's name and the caller polls it with ``get_operation``
   (a failed poll is polled again, the mutation is never re-sent; see :mod:`shared.cleanup`).
 * **Label filters.** ``list_jobs(labels=...)`` sends ``labels.k="v" AND ...`` as the API
-  filter *and* re-checks every job, so a server that ignores filters is still correct.
+  filter *and* re-checks every job, so a server that ignores filters is still correct. The
+  ``tuningJobs.list`` reference documents ``filter`` without its grammar
+  (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs/list),
+  so a 400 to the label filter is possible: the listing then falls back to at most
+  ``unfiltered_list_limit`` jobs without a filter (newest first on Vertex, which is where a job
+  of a crashed submission is) and filters them here.
 
 Example:
     >>> backend = VertexTuningBackend("my-project", "us-central1", base_url="http://127.0.0.1:8090")
@@ -58,6 +63,7 @@ from shared.errors import (
     QuotaExceededError,
     TransientBackendError,
 )
+from shared.logs import log_event
 from shared.ports import (
     DeployedModelRef,
     EndpointInfo,
@@ -196,6 +202,7 @@ class VertexTuningBackend:
         retry_max_delay: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
         client: Any = None,
+        unfiltered_list_limit: int = 1000,
     ) -> None:
         """``client`` replaces the google-genai client (unit tests); everything else is lazy."""
         if not project or not location:
@@ -213,6 +220,8 @@ class VertexTuningBackend:
         self._retry_max_delay = retry_max_delay
         self._sleep = sleep
         self._client = client
+        self.unfiltered_list_limit = unfiltered_list_limit
+        """Jobs read at most when the backend refuses a label filter (see the module docstring)."""
 
     # --- client ----------------------------------------------------------------------------
 
@@ -276,14 +285,32 @@ class VertexTuningBackend:
         wanted = dict(labels or {})
         filter_text = label_filter(wanted) if wanted else None
         token: str | None = None
+        read = 0
         while True:
-            page, token = self._call(
-                "list", functools.partial(self._list_page, page_size, token, filter_text), retry=True
-            )
+            try:
+                page, token = self._call(
+                    "list", functools.partial(self._list_page, page_size, token, filter_text), retry=True
+                )
+            except InvalidArgumentError as refused:
+                if filter_text is None or token is not None:
+                    raise
+                log_event(
+                    "WARNING",
+                    "tuning API refused the label filter; listing without it (bounded) and filtering here",
+                    filter=filter_text,
+                    error=refused.message,
+                    limit=self.unfiltered_list_limit,
+                )
+                filter_text = None
+                continue
             for job in page:
+                read += 1
                 if all(job.labels.get(key) == value for key, value in wanted.items()):
                     yield job
             if not token:
+                return
+            if filter_text is None and wanted and read >= self.unfiltered_list_limit:
+                log_event("WARNING", "unfiltered job listing stopped at its bound", read=read, labels=wanted)
                 return
 
     def cancel_job(self, name: str) -> None:
@@ -305,9 +332,13 @@ class VertexTuningBackend:
             top_k=float(request.top_k) if request.top_k is not None else None,
             max_output_tokens=request.max_output_tokens,
             system_instruction=request.system_instruction,
+            # Thinking per model family: https://cloud.google.com/vertex-ai/generative-ai/docs/thinking
             thinking_config=(
-                types.ThinkingConfig(thinking_budget=request.thinking_budget)
-                if request.thinking_budget is not None
+                types.ThinkingConfig(
+                    thinking_budget=request.thinking_budget,
+                    thinking_level=types.ThinkingLevel(request.thinking_level) if request.thinking_level else None,
+                )
+                if request.thinking_budget is not None or request.thinking_level is not None
                 else None
             ),
             http_options=types.HttpOptions(timeout=int(request.timeout_seconds * 1000)),
@@ -508,6 +539,9 @@ def job_from_wire(data: JSON) -> TuningJob:
     base_model = data.get("baseModel") or ""
     pre_tuned = data.get("preTunedModel") or {}
     if not base_model and isinstance(pre_tuned, dict):
+        # Continuous tuning: preTunedModel.baseModel (output only) names the Gemini model at the
+        # root of the chain; the tuned model's name is the fallback when Vertex leaves it out.
+        # https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#PreTunedModel
         base_model = pre_tuned.get("baseModel") or pre_tuned.get("tunedModelName") or ""
     return TuningJob(
         name=str(data.get("name") or ""),
@@ -526,6 +560,9 @@ def job_from_wire(data: JSON) -> TuningJob:
         labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
         data_stats=data.get("tuningDataStats") or None,
         metrics=_metrics(data),
+        # Output-only detail state while the job waits or runs (WAITING_FOR_QUOTA, TUNING, ...):
+        # https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#TuningJobState
+        detail_state=str(data.get("tuningJobState") or "") or None,
     )
 
 

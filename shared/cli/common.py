@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -67,3 +69,21 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def cli_command(argv0: str | None = None, path: str | None = None, cwd: str | None = None) -> str:
+    """How to run ``sftpilot`` again in a hint: ``sftpilot`` when the PATH finds this same program,
+    else the path it was started by (``.venv/bin/sftpilot`` in a fresh clone), so a hint pasted
+    into a new shell works as printed.
+
+    >>> cli_command("/repo/.venv/bin/sftpilot", path="/usr/bin", cwd="/repo")
+    '.venv/bin/sftpilot'
+    """
+    program = os.path.abspath(argv0 or sys.argv[0])
+    if os.path.basename(program) != "sftpilot":
+        program = os.path.join(os.path.dirname(sys.executable), "sftpilot")
+    found = shutil.which("sftpilot", path=path if path is not None else os.environ.get("PATH"))
+    if found and os.path.realpath(found) == os.path.realpath(program):
+        return "sftpilot"
+    relative = os.path.relpath(program, cwd or os.getcwd())
+    return relative if not relative.startswith("..") else program

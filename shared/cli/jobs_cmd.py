@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from shared.api_client import ApiError, JobsClient
 from shared.cli.common import EXIT_FAILED, EXIT_OK, friendly_errors, jobs_client, print_json, render_table
 from shared.states import COMPLETION_STATUSES, TERMINAL_STATUSES, JobStatus
 
@@ -101,16 +102,26 @@ def cancel_job(job_id: str) -> None:
     show_default=True,
     help="After SUCCEEDED, wait this long for the smoke-test result.",
 )
+@click.option(
+    "--appear-wait",
+    type=click.FloatRange(0, None),
+    default=120.0,
+    show_default=True,
+    help="How long to wait for the job record to appear (the upload trigger creates it a moment after the upload).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Progress on stderr, the final record as JSON on stdout.")
 @friendly_errors
-def watch_job(job_id: str, interval: float, timeout: float | None, smoke_wait: float, as_json: bool) -> None:
+def watch_job(
+    job_id: str, interval: float, timeout: float | None, smoke_wait: float, appear_wait: float, as_json: bool
+) -> None:
     """Follow a job until it ends (and its smoke test is recorded). Exit 0 only if it succeeded."""
     client = jobs_client()
     started = time.monotonic()
     ended_at: float | None = None
     last_line = ""
+    record = wait_for_record(client, job_id, appear_wait, min(interval, 1.0))
     while True:
-        record = client.get_job(job_id)
+        record = record or client.get_job(job_id)
         line = progress_line(record)
         if line != last_line:
             click.echo(f"{time.strftime('%H:%M:%S')}  {line}", err=as_json)
@@ -126,12 +137,47 @@ def watch_job(job_id: str, interval: float, timeout: float | None, smoke_wait: f
             click.echo(f"timed out after {timeout:.0f}s; job is {status}", err=True)
             sys.exit(EXIT_FAILED)
         time.sleep(interval)
+        record = None
     if as_json:
         print_json(record)
     else:
         click.echo(format_record(record))
     succeeded = record["status"] == JobStatus.SUCCEEDED.value
     sys.exit(EXIT_OK if succeeded else EXIT_FAILED)
+
+
+def wait_for_record(
+    client: JobsClient,
+    job_id: str,
+    wait_seconds: float,
+    interval: float,
+    sleep: Any = time.sleep,
+    clock: Any = time.monotonic,
+) -> dict[str, Any] | None:
+    """The record once it exists; waits up to ``wait_seconds`` while the API says 404.
+
+    The record is created by the upload trigger, a moment after the upload (on GCP, after
+    Eventarc's delivery delay), so ``sftpilot upload`` followed at once by ``jobs watch`` must
+    not fail. Any other error (malformed id, auth) is raised at once; a record that never
+    appears ends with the API's 404 and a line saying how long we waited.
+    """
+    deadline = clock() + wait_seconds
+    told = False
+    while True:
+        try:
+            record: dict[str, Any] = client.get_job(job_id)
+            return record
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            if clock() >= deadline:
+                if told or wait_seconds > 0:
+                    click.echo(f"no job record {job_id} after waiting {wait_seconds:.0f}s", err=True)
+                raise
+        if not told:
+            click.echo(f"waiting for the job record {job_id} to appear (up to {wait_seconds:.0f}s) ...", err=True)
+            told = True
+        sleep(interval)
 
 
 def training_progress(tuning: dict[str, Any] | None) -> str:
@@ -187,6 +233,10 @@ def format_record(record: dict[str, Any]) -> str:
         )
     if record.get("tuning_job"):
         lines.append(f"  tuning job  {record['tuning_job']}")
+    if record["status"] == JobStatus.QUEUED.value:
+        lines.append("  waiting     for quota (not submitted yet; sftpilot submits it when a slot frees)")
+    elif tuning.get("waiting_for_quota") and not JobStatus(record["status"]).is_terminal:
+        lines.append("  waiting     for quota (Vertex accepted the job and holds it until a slot frees)")
     if tuning.get("tuned_model"):
         lines.append(f"  model       {tuning['tuned_model']}")
         lines.append(f"  endpoint    {tuning.get('endpoint')}")
@@ -226,8 +276,11 @@ def format_record(record: dict[str, Any]) -> str:
             mark = "ok " if all(c.get("passed") for c in prompt.get("checks", [])) else "BAD"
             answer = " ".join(str(prompt.get("response", "")).split())[:70]
             lines.append(f"  [{mark}] {str(prompt.get('prompt', ''))[:40]!r} -> {answer!r}")
+        lines += rouge_lines(smoke.get("scores"))
         if smoke.get("report_uri"):
             lines.append(f"  report      {smoke['report_uri']}")
+        if smoke.get("chart_uri"):
+            lines.append(f"  chart       {smoke['chart_uri']}")
     cleanup = record.get("cleanup")
     if cleanup:
         lines.append(f"Cleanup: {cleanup_summary(cleanup)}")
@@ -235,6 +288,21 @@ def format_record(record: dict[str, Any]) -> str:
         req = record["cancel_request"]
         lines.append(f"Cancel requested by {req.get('by')} at {req.get('at')}")
     return "\n".join(lines)
+
+
+def rouge_lines(scores: dict[str, dict[str, float]] | None) -> list[str]:
+    """The smoke test's mean ROUGE per target, as ``jobs show`` prints it (empty when none).
+
+    >>> rouge_lines({"tuned": {"rouge1": 0.61, "rouge2": 0.4, "rougeL": 0.5}})
+    ['  ROUGE (mean F)  R-1    R-2    R-L', '    tuned         0.610  0.400  0.500']
+    """
+    if not scores:
+        return []
+    lines = ["  ROUGE (mean F)  R-1    R-2    R-L"]
+    for label, values in scores.items():
+        cells = "  ".join(f"{values.get(m, float('nan')):.3f}" for m in ("rouge1", "rouge2", "rougeL"))
+        lines.append(f"    {label:<13} {cells}")
+    return lines
 
 
 def cleanup_summary(cleanup: dict[str, Any]) -> str:

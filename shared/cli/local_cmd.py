@@ -21,7 +21,8 @@ from typing import Any
 
 import click
 
-from shared.cli.common import EXIT_FAILED, EXIT_USAGE, render_table
+from shared.cli.common import EXIT_FAILED, EXIT_USAGE, cli_command, render_table
+from shared.errors import SftpilotError
 
 STATE_DIR_OPTION = click.option(
     "--state-dir",
@@ -84,6 +85,11 @@ def local_group() -> None:
 @click.option("--no-tuning", is_flag=True, help="Do not start the local tuning server.")
 @click.option("--no-functions", is_flag=True, help="Do not start the functions and their event wiring.")
 @click.option(
+    "--ephemeral",
+    is_flag=True,
+    help="Keep nothing: objects and records in memory only (default: resume from the state directory).",
+)
+@click.option(
     "--sdk-root",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -99,11 +105,17 @@ def up(
     quota: int,
     no_tuning: bool,
     no_functions: bool,
+    ephemeral: bool,
     sdk_root: Path | None,
 ) -> None:
-    """Start the local stack and keep it running until Ctrl-C (or SIGTERM); then stop everything."""
+    """Start the local stack and keep it running until Ctrl-C (or SIGTERM); then stop everything.
+
+    Started again with the same --state-dir it resumes: objects, job records (as of the last
+    snapshot: graceful stop or once a minute), tuning jobs, topics and subscriptions.
+    `sftpilot local down --wipe` starts clean.
+    """
     from deploy.local.components import MissingComponentError  # noqa: PLC0415 - CLI start-up speed
-    from deploy.local.processes import ComponentStartError  # noqa: PLC0415
+    from deploy.local.processes import ComponentError, ComponentStartError  # noqa: PLC0415
     from deploy.local.stack import (  # noqa: PLC0415
         LocalStack,
         StackAlreadyRunningError,
@@ -111,6 +123,7 @@ def up(
         StackSetupError,
     )
 
+    failed = False
     components = StackComponents.EMULATORS
     if not no_tuning:
         components |= StackComponents.TUNING
@@ -132,6 +145,7 @@ def up(
         quota=quota,
         sdk_root=sdk_root,
         on_progress=progress,
+        persist=not ephemeral,
     )
     previous = {sig: signal.signal(sig, _raise_shutdown) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -144,7 +158,11 @@ def up(
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_FAILED)
         _print_summary(stack, time.monotonic() - started_at)
-        _watch(stack)
+        try:
+            _watch(stack)
+        except ComponentError as exc:  # died for good, or a restart did not come up
+            click.echo(f"\nerror: {exc}\nstopping the local stack.", err=True)
+            failed = True
     except (KeyboardInterrupt, _Shutdown) as exc:
         reason = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
         click.echo(f"\n{reason}: stopping the local stack ...", err=True)
@@ -156,20 +174,29 @@ def up(
         for sig, handler in {**stopping_handlers, **previous}.items():
             signal.signal(sig, handler)
     click.echo("local stack stopped.", err=True)
+    if failed:
+        sys.exit(EXIT_FAILED)
 
 
 @local_group.command("down")
 @STATE_DIR_OPTION
-def down(state_dir: Path) -> None:
+@click.option("--wipe", is_flag=True, help="Also delete the kept objects, job records and tuning jobs: start clean.")
+def down(state_dir: Path, wipe: bool) -> None:
     """Stop a local stack started elsewhere (by the PIDs recorded in the state directory)."""
-    from deploy.local.stack import stop_recorded_stack  # noqa: PLC0415
+    from deploy.local.stack import stop_recorded_stack, wipe_state  # noqa: PLC0415
 
     stopped = stop_recorded_stack(state_dir)
     if not stopped:
         click.echo(f"no local stack was running in {state_dir}")
-        return
     for name in stopped:
         click.echo(f"stopped {name}")
+    if wipe:
+        try:
+            removed = wipe_state(state_dir)
+        except SftpilotError as exc:  # a stack that did not stop: never delete under it
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        click.echo(f"wiped {', '.join(removed)}" if removed else f"nothing kept in {state_dir} to wipe")
 
 
 @local_group.command("env")
@@ -180,7 +207,9 @@ def env(state_dir: Path) -> None:
 
     values = running_stack_env(state_dir)
     if values is None:
-        click.echo(f"error: no local stack is running in {state_dir} (start one with: sftpilot local up)", err=True)
+        click.echo(
+            f"error: no local stack is running in {state_dir} (start one with: {cli_command()} local up)", err=True
+        )
         sys.exit(EXIT_USAGE)
     for name, value in sorted(values.items()):
         click.echo(f"export {name}={shlex.quote(value)}")
@@ -197,7 +226,8 @@ def _print_summary(stack: Any, seconds: float) -> None:
         f"\nbucket  gs://{stack.bucket}   (upload datasets to datasets/<lineage>/<name>.jsonl)"
         f"\nevents  {stack.events_topic_path}   dead letters: {stack.dead_letter_topic_path}"
     )
-    click.echo('\nUse it from another shell:  eval "$(sftpilot local env' + _state_dir_arg(stack) + ')"')
+    program = cli_command()
+    click.echo(f'\nUse it from another shell:  eval "$({program} local env{_state_dir_arg(stack)})"')
     for name, value in sorted(stack.env().items()):
         click.echo(f"  export {name}={shlex.quote(value)}")
     click.echo("\nCtrl-C stops everything.\n")
@@ -211,15 +241,23 @@ def _state_dir_arg(stack: Any) -> str:
 def _watch(stack: Any) -> None:
     """Refresh the status line until interrupted; report components that die."""
     os.environ.update(stack.env())  # the job counter below talks to the emulators
+    from deploy.local.stack import SNAPSHOT_INTERVAL, StackSetupError  # noqa: PLC0415
+
     interactive = sys.stdout.isatty()
-    reported_dead: set[str] = set()
     last_line = ""
+    next_snapshot = time.monotonic() + SNAPSHOT_INTERVAL
     while True:
+        if time.monotonic() >= next_snapshot:  # bounds what a hard kill loses
+            next_snapshot = time.monotonic() + SNAPSHOT_INTERVAL
+            try:
+                stack.snapshot()
+            except StackSetupError as exc:
+                click.echo(f"\nwarning: {exc}", err=True)
+        # A dead component is restarted or ends `up` with its reason (ComponentDiedError):
+        # a stack that silently stopped delivering uploads is worse than one that stops.
+        for message in stack.supervise():
+            click.echo(f"\nwarning: {message}", err=True)
         rows = stack.status()
-        for row in rows:
-            if not row.alive and row.name not in reported_dead:
-                reported_dead.add(row.name)
-                click.echo(f"\nwarning: {row.name} exited with code {row.exit_code}; see {row.log}", err=True)
         parts = [f"{row.name} {'up' if row.alive else 'DOWN'}" for row in rows]
         line = f"{time.strftime('%H:%M:%S')}  {' | '.join(parts)}  || jobs: {_job_counts(stack)}"
         if interactive:

@@ -13,6 +13,7 @@ def main() -> None:
 
 from shared.cli.convert_cmd import convert  # noqa: E402
 from shared.cli.demo_cmd import demo  # noqa: E402 - commands register after the group exists
+from shared.cli.doctor_cmd import doctor  # noqa: E402
 from shared.cli.events_cmd import events_group  # noqa: E402
 from shared.cli.jobs_cmd import jobs_group  # noqa: E402
 from shared.cli.local_cmd import local_group  # noqa: E402
@@ -23,6 +24,7 @@ main.add_command(jobs_group)
 main.add_command(events_group)
 main.add_command(upload)
 main.add_command(demo)
+main.add_command(doctor)
 main.add_command(local_group)
 main.add_command(validate)
 main.add_command(convert)

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import click
 
-from shared.cli.common import EXIT_FAILED, friendly_errors, print_json
+from shared.cli.common import EXIT_FAILED, cli_command, friendly_errors, print_json
 from shared.errors import InvalidParameterError
 from shared.intake import DATASET_SUFFIX, name_problem
 from shared.records import record_key
 from shared.settings import ClientSettings
 from shared.tuning_config import LINEAGE_RE
+
+MAX_OBJECT_NAME_BYTES = 1024
+"""Cloud Storage's limit on object names, in UTF-8 bytes (https://cloud.google.com/storage/docs/objects#naming)."""
 
 
 def dataset_object_name(prefix: str, lineage: str, name: str) -> str:
@@ -31,6 +34,8 @@ def dataset_object_name(prefix: str, lineage: str, name: str) -> str:
         raise InvalidParameterError("lineage", lineage, expected)
     object_name = f"{prefix}{lineage}/{name}{DATASET_SUFFIX}"
     problem = name_problem(object_name, prefix)
+    if problem is None and len(object_name.encode()) > MAX_OBJECT_NAME_BYTES:
+        problem = f"is {len(object_name.encode())} bytes long in UTF-8; Cloud Storage allows {MAX_OBJECT_NAME_BYTES}"
     if problem is not None or name.endswith(".validation"):
         reason = problem or "is a validation-set name: it is picked up beside a training file, never trained on"
         raise InvalidParameterError("name", name, f"a usable dataset name ({object_name} {reason})")
@@ -55,7 +60,11 @@ def _validate(path: Path, role: str, base_model: str | None) -> bool:
 @click.command("upload")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--lineage", required=True, help="The lineage folder (datasets/<lineage>/).")
-@click.option("--name", help="Object name without .jsonl (default: the file's stem).")
+@click.option(
+    "--name",
+    help="Object name without .jsonl (default: the file's stem, e.g. plain for plain.txt). Any name the "
+    "upload trigger accepts, including non-ASCII (UTF-8) characters.",
+)
 @click.option(
     "--validation",
     "validation_file",
@@ -85,7 +94,7 @@ def upload(
     """Validate FILE locally, then upload it to gs://$SFTPILOT_BUCKET/datasets/<lineage>/."""
     settings = ClientSettings.from_env()
     bucket_name = settings.require("bucket")
-    stem = name or file.name.removesuffix(".jsonl")
+    stem = name or file.stem  # plain.txt -> plain, v1.jsonl -> v1 (as --help says)
     object_name = dataset_object_name(settings.datasets_prefix, lineage, stem)
     valid = _validate(file, "training", base_model)
     if validation_file is not None:
@@ -113,4 +122,4 @@ def upload(
     if as_json:
         print_json(result)
     else:
-        click.echo(f"uploaded {result['uri']}\nfollow it with: sftpilot jobs watch {job_id}")
+        click.echo(f"uploaded {result['uri']}\nfollow it with: {cli_command()} jobs watch {job_id}")

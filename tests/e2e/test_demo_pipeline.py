@@ -50,11 +50,14 @@ def test_uploads_end_in_tuned_tested_and_retired_models(tmp_path: Path) -> None:
     assert types.count("job.succeeded") == 2
     assert types.count("smoke_test.passed") == 2
     assert types.count("model.deleted") == 1
+    narrated = [line.split("event ", 1)[1].split()[0] for line in lines if "  event " in line]
+    assert sorted(narrated) == sorted(types), "an event was counted but not narrated"
     ids = [event["data"]["event_id"] for event in result.events]
     assert len(ids) == len(set(ids)), "an event was published twice"
     for event in result.events:
         jsonschema.validate(event["data"], load_schema(event["attributes"]["type"]))
 
+    assert result.reports_dir.parent == tmp_path.resolve() / "demo" / "reports"  # one folder per run
     reports = {p.name for p in result.reports_dir.rglob("*") if p.is_file()}
     assert {"validation.json", "smoke_test.json", "rouge.png"} <= reports
     assert any("Tuning" in line or "RUNNING" in line for line in lines)

@@ -34,3 +34,20 @@ def test_png_decodes_to_the_figure_size():
 def test_more_than_two_models_get_their_own_bars():
     figure = build_rouge_figure({**SCORES, "checkpoint-1": RougeScores(0.3, 0.2, 0.3)}, title="t")
     assert len(figure.axes[0].patches) == 9
+
+
+def test_the_legend_never_covers_a_bar_even_with_scores_near_one():
+    figure = build_rouge_figure({"base": RougeScores(0.3, 0.2, 0.3), "tuned": RougeScores(1.0, 0.98, 1.0)}, title="t")
+    render_png(figure)  # lays the figure out
+    renderer = figure.canvas.get_renderer()
+    axes = figure.axes[0]
+    legend_box = axes.get_legend().get_window_extent(renderer)
+    for patch in axes.patches:
+        assert not legend_box.overlaps(patch.get_window_extent(renderer))
+    for text in axes.texts:  # the value labels above the bars
+        assert not legend_box.overlaps(text.get_window_extent(renderer))
+
+
+def test_the_axis_says_the_values_are_means_over_n_prompts():
+    figure = build_rouge_figure(SCORES, title="faq/v2: base vs tuned ROUGE", prompts=12)
+    assert "mean over 12 prompts" in figure.axes[0].get_ylabel()

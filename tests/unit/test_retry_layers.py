@@ -17,6 +17,7 @@ from google.genai import errors as genai_errors
 from shared.adapters.vertex import VertexTuningBackend
 from shared.cleanup import RetirementTarget, retire_model
 from shared.errors import TransientBackendError
+from shared.model_families import generation_settings
 from shared.retry import RetryPolicy
 from shared.smoke_test import SmokePrompt, SmokeTarget, SmokeTestOptions, TargetRole, run_prompt
 
@@ -70,7 +71,7 @@ def test_a_prompt_that_always_fails_with_503_costs_exactly_the_readme_bound(back
             target,
             tuning=backend,
             options=SmokeTestOptions(),
-            thinking_budget=0,
+            generation=generation_settings("gemini-2.5-flash", answer_tokens=64),
             retry=RetryPolicy(initial_backoff_seconds=0.0),
             sleep=lambda s: None,
         )

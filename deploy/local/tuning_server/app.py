@@ -253,7 +253,7 @@ class TuningApp:
         params = parse_qs(query, keep_blank_values=True)
         page_size = _page_size(params)
         after_seq = _decode_token(params.get("pageToken", [""])[0])
-        terms = parse_filter(params.get("filter", [""])[0])
+        terms = parse_filter(params.get("filter", [""])[0], allow_labels=not self.config.refuse_label_filter)
         with self.store.lock:
             candidates = sorted(
                 (job for job in self.store.jobs.values() if job.name.startswith(parent + "/")),

@@ -2,7 +2,8 @@
 
 States follow Vertex AI::
 
-    create -> PENDING (or QUEUED when the quota is full and --quota-mode queue)
+    create -> PENDING (with tuningJobState WAITING_FOR_QUOTA when the quota is full and
+              --quota-mode queue: held until a slot frees, then it starts)
     PENDING -> RUNNING (tuningJobState PROCESSING_DATASET, then TUNING)
     RUNNING -> SUCCEEDED | FAILED | CANCELLING -> CANCELLED (or SUCCEEDED if it finished anyway)
 
@@ -184,8 +185,8 @@ class JobRunner:
             raise invalid_argument("serviceAccount must be a string.")
 
         with self.store.lock:
-            active = sum(1 for job in self.store.jobs.values() if job.state in ACTIVE_STATES)
-            queued = any(job.state == "JOB_STATE_QUEUED" for job in self.store.jobs.values())
+            active = sum(1 for job in self.store.jobs.values() if _holds_slot(job))
+            queued = any(_waits_for_quota(job) for job in self.store.jobs.values())
             full = active >= self.config.quota or queued
             if full and self.config.quota_mode is QuotaMode.REJECT:
                 raise ApiError(
@@ -200,8 +201,11 @@ class JobRunner:
                 job_id=job_id,
                 seq=self.store.next_seq(),
                 name=f"{parent}/tuningJobs/{job_id}",
-                state="JOB_STATE_QUEUED" if full else "JOB_STATE_PENDING",
-                tuning_job_state="TUNING_JOB_STATE_WAITING_FOR_QUOTA" if full else None,
+                # Vertex may accept a job over the concurrent-job quota and hold it PENDING with
+                # tuningJobState=TUNING_JOB_STATE_WAITING_FOR_QUOTA instead of answering 429:
+                # https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#TuningJobState
+                state="JOB_STATE_PENDING",
+                tuning_job_state=WAITING_FOR_QUOTA if full else None,
                 base_model=base_model,
                 training_dataset_uri=training_uri,
                 validation_dataset_uri=validation_uri,
@@ -346,16 +350,16 @@ class JobRunner:
     def _schedule_once(self) -> None:
         with self.store.lock:
             jobs = sorted(self.store.jobs.values(), key=lambda job: job.seq)
-            active = sum(1 for job in jobs if job.state in ACTIVE_STATES)
+            active = sum(1 for job in jobs if _holds_slot(job))
             for job in jobs:
-                if job.state == "JOB_STATE_QUEUED" and active < self.config.quota:
+                if (job.state == "JOB_STATE_QUEUED" or _waits_for_quota(job)) and active < self.config.quota:
                     job.state = "JOB_STATE_PENDING"
                     job.tuning_job_state = None
                     job.update_time = now_rfc3339()
                     self.store.save_job(job)
                     active += 1
             for job in jobs:
-                if job.state not in {"JOB_STATE_PENDING", "JOB_STATE_RUNNING"}:
+                if job.state not in {"JOB_STATE_PENDING", "JOB_STATE_RUNNING"} or _waits_for_quota(job):
                     continue
                 thread = self._supervisors.get(job.job_id)
                 if thread is not None and thread.is_alive():
@@ -736,6 +740,19 @@ class _ProgressTail:
             if isinstance(parsed, dict):
                 lines.append(parsed)
         return lines
+
+
+WAITING_FOR_QUOTA = "TUNING_JOB_STATE_WAITING_FOR_QUOTA"
+
+
+def _waits_for_quota(job: StoredJob) -> bool:
+    """Accepted over the quota (``--quota-mode queue``): PENDING and not started yet."""
+    return job.state == "JOB_STATE_PENDING" and job.tuning_job_state == WAITING_FOR_QUOTA
+
+
+def _holds_slot(job: StoredJob) -> bool:
+    """Counts against ``--quota``: an active job that is not itself waiting for a slot."""
+    return job.state in ACTIVE_STATES and not _waits_for_quota(job)
 
 
 def _settings_dict(settings: TrainingSettings) -> JSON:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -18,6 +19,7 @@ from deploy.local.processes import pid_matches, read_pid_file
 pytestmark = pytest.mark.integration
 
 SFTPILOT = [str(Path(sys.executable).with_name("sftpilot"))]
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "datasets"
 INTERFACE_KEYS = {
     "GOOGLE_CLOUD_PROJECT",
     "STORAGE_EMULATOR_HOST",
@@ -32,8 +34,11 @@ INTERFACE_KEYS = {
 }
 
 
-def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SFTPILOT, *args], capture_output=True, text=True, timeout=timeout, check=False)
+def _cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = None if env is None else {**os.environ, **env}
+    return subprocess.run(
+        [*SFTPILOT, *args], capture_output=True, text=True, timeout=timeout, check=False, env=full_env
+    )
 
 
 def _start_up(state_dir: Path, *extra: str) -> subprocess.Popen[str]:
@@ -121,6 +126,24 @@ def test_full_stack_env_works_with_the_official_clients_and_down_stops_everythin
         assert jobs.status_code == 200
         assert requests.get(f"{env['SFTPILOT_API_URL']}/jobs", timeout=30).status_code in (401, 403)
 
+        # A non-ASCII (CJK + emoji) name goes through upload -> bridge -> upload function -> record,
+        # and `jobs watch` pasted right after the upload waits for the record instead of failing.
+        dataset = tmp_path / "plain.txt"
+        dataset.write_bytes((EXAMPLES / "support-bot" / "v1.jsonl").read_bytes())
+        uploaded = _cli("upload", str(dataset), "--lineage", "faq", "--name", "サポート-😀", "--json", env=env)
+        assert uploaded.returncode == 0, uploaded.stderr
+        job_id = json.loads(uploaded.stdout)["job_id"]
+        watched = _cli("jobs", "watch", job_id, "--interval", "1", "--timeout", "20", env=env, timeout=240)
+        assert "no job record" not in watched.stderr and "Traceback" not in watched.stderr
+        shown = _cli("jobs", "show", job_id, "--json", env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["dataset"].startswith(
+            f"gs://{env['SFTPILOT_BUCKET']}/datasets/faq/サポート-😀.jsonl"
+        )
+        default_name = _cli("upload", str(dataset), "--lineage", "plain", "--json", env=env)
+        assert default_name.returncode == 0, default_name.stderr
+        assert "/datasets/plain/plain.jsonl#" in json.loads(default_name.stdout)["uri"]  # the file's stem
+
         pids = _recorded_pids(state_dir)
         assert {"pubsub", "firestore", "gcs", "tuning", "fn-upload", "fn-poll", "fn-completion", "fn-api"} <= set(pids)
         assert {"bridge", "scheduler"} <= set(pids)
@@ -129,7 +152,7 @@ def test_full_stack_env_works_with_the_official_clients_and_down_stops_everythin
 
         assert down.returncode == 0, down.stderr
         assert "stopped supervisor" in down.stdout
-        assert up.wait(timeout=60) == 0
+        assert up.wait(timeout=120) == 0  # a graceful stop also exports Firestore; slower on a loaded machine
         assert _wait_all_gone(pids) == []
         assert _cli("local", "env", "--state-dir", str(state_dir)).returncode == 2
     finally:
@@ -155,3 +178,22 @@ def test_children_die_with_a_killed_supervisor(tmp_path):
             up.kill()
         # Whatever happened, never leave emulators behind.
         _cli("local", "down", "--state-dir", str(state_dir))
+
+
+def test_up_stops_with_the_reason_when_an_emulator_dies(tmp_path):
+    state_dir = tmp_path / "stack"
+    up = _start_up(state_dir, "--no-tuning", "--no-functions", "--ephemeral")
+    try:
+        _wait_for_env(state_dir, up)
+        pids = _recorded_pids(state_dir)
+        os.kill(pids["pubsub"][0], signal.SIGKILL)
+
+        assert up.wait(timeout=60) == 1
+        log = (tmp_path / "stack-up.log").read_text()
+        assert "error: pubsub died: exited with code" in log and "cannot be restarted" in log
+        assert "local stack stopped." in log
+        assert _wait_all_gone(pids) == []  # the other components were stopped too
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(timeout=60)

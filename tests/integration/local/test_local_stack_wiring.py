@@ -235,3 +235,73 @@ def test_reset_firestore_deletes_every_document(wired):
 
     assert not client.collection("jobs").document("a").get().exists
     assert not client.collection("effects").document("b").get().exists
+
+
+def test_a_cjk_and_emoji_upload_is_delivered_and_a_killed_bridge_comes_back(wired, recorder_dir):
+    import signal
+
+    from google.cloud import storage
+
+    bucket = storage.Client().bucket(wired.bucket)
+
+    def delivered(name: str) -> list[dict]:
+        return [d for d in _recorded(recorder_dir, "on_dataset_uploaded") if d["data"]["name"] == name]
+
+    first = "datasets/faq/サポート-😀.jsonl"
+    bucket.blob(first).upload_from_string(b"{}\n")
+    assert _wait_until(lambda: delivered(first)), "a non-Latin-1 object name never reached the upload function"
+
+    bridge = wired._processes["bridge"]
+    os.kill(bridge.pid, signal.SIGKILL)
+    assert _wait_until(lambda: not bridge.alive(), timeout=10)
+    messages = wired.supervise()
+    assert len(messages) == 1 and messages[0].startswith("bridge exited with code")
+    assert bridge.alive()
+
+    second = "datasets/faq/再起動.jsonl"
+    bucket.blob(second).upload_from_string(b"{}\n")
+    # The emulator may still lease a message to the killed bridge's stream until the ack
+    # deadline (60 s) passes, then redelivers it to the new one, as Pub/Sub does.
+    assert _wait_until(lambda: delivered(second), timeout=120), "the restarted bridge delivers nothing"
+
+
+def test_a_dead_emulator_stops_the_stack_with_its_reason(tmp_path):
+    import signal
+
+    from deploy.local.processes import ComponentDiedError
+
+    with LocalStack(tmp_path / "s", project="died-test", components=StackComponents.EMULATORS) as stack:
+        pubsub = stack._processes["pubsub"]
+        os.kill(pubsub.pid, signal.SIGKILL)
+        assert _wait_until(lambda: not pubsub.alive(), timeout=10)
+        with pytest.raises(ComponentDiedError) as caught:
+            stack.supervise()
+    assert caught.value.component == "pubsub"
+    assert "cannot be restarted" in str(caught.value)
+
+
+def test_a_corrupt_notification_is_dead_lettered_and_the_bridge_keeps_delivering(wired, recorder_dir):
+    from google.cloud import pubsub_v1, storage
+
+    publisher = pubsub_v1.PublisherClient()
+    attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": wired.bucket, "objectId": "datasets/faq/corrupt.jsonl"}
+    publisher.publish(wired.notifications_topic_path, b"{corrupt", **attributes).result(timeout=30)
+
+    dead = _wait_until(
+        lambda: [
+            m
+            for m in pull(wired, wired.subscription_path("sftpilot-dead-letters-keep"))
+            if m["attributes"].get("objectId") == "datasets/faq/corrupt.jsonl"
+        ],
+        timeout=60,
+    )
+    assert dead, "the corrupt notification never reached the dead-letter topic"
+    assert dead[0]["data"] == b"{corrupt"
+    assert "JSONDecodeError" in dead[0]["attributes"]["bridge_error"]
+    assert wired._processes["bridge"].alive()
+
+    after = "datasets/faq/after-corrupt.jsonl"
+    storage.Client().bucket(wired.bucket).blob(after).upload_from_string(b"{}\n")
+    assert _wait_until(
+        lambda: [d for d in _recorded(recorder_dir, "on_dataset_uploaded") if d["data"]["name"] == after], timeout=60
+    )

@@ -113,6 +113,12 @@ def test_show_renders_history_validation_and_smoke_test(served):
                     "checks": [{"kind": "contains", "passed": True}],
                 }
             ],
+            "scores": {
+                "tuned": {"rouge1": 0.91, "rouge2": 0.8, "rougeL": 0.9},
+                "base": {"rouge1": 0.2, "rouge2": 0.05, "rougeL": 0.15},
+            },
+            "report_uri": "gs://bkt/reports/faq/v1/5/smoke_test.json",
+            "chart_uri": "gs://bkt/reports/faq/v1/5/rouge.png",
         },
     )
     result = CliRunner().invoke(main, ["jobs", "show", rec.id])
@@ -122,8 +128,41 @@ def test_show_renders_history_validation_and_smoke_test(served):
     assert "Validation: valid, 0 error(s), 1 warning(s)" in out
     assert out.index("RECEIVED") < out.index("SUBMITTING") < out.index("SUCCEEDED ")
     assert "Smoke test: PASSED (1/1 prompts)" in out
+    assert "tuned         0.910  0.800  0.900" in out and "base          0.200  0.050  0.150" in out
+    assert "chart       gs://bkt/reports/faq/v1/5/rouge.png" in out
     shown = CliRunner().invoke(main, ["jobs", "show", rec.id, "--json"])
     assert json.loads(shown.output)["tuning_job"] == "projects/p/locations/l/tuningJobs/9"
+
+
+def test_show_and_api_say_when_a_job_waits_for_quota(served):
+    jobs, _ = served
+    held = _add(
+        jobs,
+        "v1",
+        JobStatus.SUBMITTING,
+        JobStatus.PENDING,
+        tuning_job="projects/p/locations/l/tuningJobs/9",
+        tuning={
+            "state": "JOB_STATE_PENDING",
+            "detail_state": "TUNING_JOB_STATE_WAITING_FOR_QUOTA",
+            "waiting_for_quota": True,
+        },
+    )
+    queued = _add(jobs, "v2", JobStatus.QUEUED)
+    running = _add(
+        jobs,
+        "v3",
+        JobStatus.SUBMITTING,
+        JobStatus.RUNNING,
+        tuning_job="projects/p/locations/l/tuningJobs/8",
+        tuning={"state": "JOB_STATE_RUNNING", "waiting_for_quota": False},
+    )
+    shown = CliRunner().invoke(main, ["jobs", "show", held.id])
+    assert "waiting     for quota (Vertex accepted the job" in shown.output
+    assert "waiting     for quota (not submitted yet" in CliRunner().invoke(main, ["jobs", "show", queued.id]).output
+    assert "waiting" not in CliRunner().invoke(main, ["jobs", "show", running.id]).output
+    as_json = json.loads(CliRunner().invoke(main, ["jobs", "show", held.id, "--json"]).output)
+    assert as_json["tuning"]["waiting_for_quota"] is True
 
 
 def test_show_unknown_and_malformed_ids_fail_cleanly(served):
@@ -199,3 +238,30 @@ def test_cleanup_summary_names_steps_still_pending():
     assert cleanup_summary({"run": run}) == (
         "1 superseded model(s) retired, 1 pending (Vertex operations still running; resumed automatically)"
     )
+
+
+def test_watch_right_after_upload_waits_for_the_record_to_appear(served):
+    jobs, _ = served
+    now = utcnow()
+    rec = new_record(DatasetRef("bkt", "datasets/faq/late.jsonl", 5, "faq"), now).transition(
+        JobStatus.REJECTED, now, note="invalid"
+    )
+    created = threading.Event()
+
+    def create_later():
+        created.wait(0.8)
+        jobs.create(rec)
+
+    threading.Thread(target=create_later, daemon=True).start()
+    result = CliRunner().invoke(main, ["jobs", "watch", rec.id, "--interval", "0.2", "--timeout", "30"])
+    created.set()
+    assert "waiting for the job record" in result.output
+    assert "REJECTED" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 1  # the job itself was rejected: watch ran to its end
+
+
+def test_watch_gives_up_on_a_record_that_never_appears_with_a_clear_message(served):
+    result = CliRunner().invoke(main, ["jobs", "watch", "0" * 32, "--appear-wait", "0.5", "--interval", "0.2"])
+    assert result.exit_code == 1
+    assert "no job record" in result.output and "E_RECORD_NOT_FOUND" in result.output
+    assert "Traceback" not in result.output
