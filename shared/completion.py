@@ -50,6 +50,7 @@ from shared.budget import record_actual_cost
 from shared.cleanup import (
     CleanupPolicy,
     CleanupReport,
+    OperationWait,
     RetirementPlan,
     iter_lineage_candidates,
     plan_own_model_cleanup,
@@ -157,6 +158,8 @@ class CompletionOptions:
     reports_prefix: str = "reports/"
     lease_seconds: float = 600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    operation_wait: OperationWait = field(default_factory=OperationWait)
+    """How long one cleanup pass waits for an undeploy/delete operation before leaving it pending."""
     time_budget_seconds: float = SMOKE_TEST_TIME_BUDGET_SECONDS
     """Seconds one invocation may spend on smoke-test calls (540 s function limit - reserve)."""
 
@@ -638,6 +641,9 @@ def _cleanup_under_claim(ctx: _Context, make_plan: Callable[[], RetirementPlan])
             event_id=ctx.message.event_id,
             retry=ctx.options.retry,
             sleep=ctx.sleep,
+            wait=ctx.options.operation_wait,
+            deadline=ctx.deadline,
+            monotonic=ctx.monotonic,
         )
         ctx.jobs.complete_effect(
             effect_id,
@@ -663,9 +669,18 @@ def _cleanup_under_claim(ctx: _Context, make_plan: Callable[[], RetirementPlan])
 
 
 def _failure_reason(record: JobRecord, message: CompletionMessage) -> str:
+    """``job CANCELLED: <message>``, the status said once.
+
+    Backends prefix messages with their own spelling of the status ("CANCELED: the tuning job
+    was cancelled on request."); that prefix is dropped when it names the same status.
+    """
     error = record.error or message.body.get("error") or {}
-    text = error.get("message") if isinstance(error, dict) else None
-    return f"job {record.status.value}: {text}" if text else f"job {record.status.value}"
+    text = str(error.get("message") or "") if isinstance(error, dict) else ""
+    status = record.status.value
+    head, sep, rest = text.partition(":")
+    if sep and head.strip().upper().replace("CANCELED", "CANCELLED") == status.upper():
+        text = rest.strip()
+    return f"job {status}: {text}" if text else f"job {status}"
 
 
 def _handle_unsuccessful(ctx: _Context, record: JobRecord) -> CompletionOutcome:
