@@ -56,8 +56,11 @@ from shared.budget import record_actual_cost
 from shared.cleanup import (
     CleanupPolicy,
     CleanupReport,
+    OperationWait,
     RetirementPlan,
+    StepResult,
     iter_lineage_candidates,
+    pending_in_steps,
     plan_own_model_cleanup,
     plan_retirement,
     run_cleanup,
@@ -65,7 +68,13 @@ from shared.cleanup import (
     undeploy_endpoints,
 )
 from shared.completion_message import CompletionMessage
-from shared.errors import ClaimInProgressError, ErrorInfo, SmokeTestDeadlineError, is_retryable
+from shared.errors import (
+    ClaimInProgressError,
+    CleanupPendingError,
+    ErrorInfo,
+    SmokeTestDeadlineError,
+    is_retryable,
+)
 from shared.events import EventType
 from shared.gate import (
     GATE_EVENT_FOR_VERDICT,
@@ -165,6 +174,8 @@ class CompletionOptions:
     reports_prefix: str = "reports/"
     lease_seconds: float = 600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    operation_wait: OperationWait = field(default_factory=OperationWait)
+    """How long one cleanup pass waits for an undeploy/delete operation before leaving it pending."""
     time_budget_seconds: float = SMOKE_TEST_TIME_BUDGET_SECONDS
     """Seconds one invocation may spend on smoke-test calls (540 s function limit - reserve)."""
 
@@ -533,6 +544,7 @@ def _undeploy_other_checkpoints(ctx: _Context, job_id: str, policy: CleanupPolic
     claim = ctx.claim(effect_id)
     if claim.state is EffectState.COMPLETED:
         return False
+    previous = (record.cleanup or {}).get("checkpoints") or {}
     try:
         steps = undeploy_endpoints(
             model,
@@ -542,6 +554,10 @@ def _undeploy_other_checkpoints(ctx: _Context, job_id: str, policy: CleanupPolic
             dry_run=policy.dry_run,
             retry=ctx.options.retry,
             sleep=ctx.sleep,
+            wait=ctx.options.operation_wait,
+            deadline=ctx.deadline,
+            monotonic=ctx.monotonic,
+            pending=pending_in_steps(previous.get("steps")) if previous.get("event_id") == ctx.message.event_id else (),
         )
         at = ctx.clock()
         entry: JSON = {
@@ -555,11 +571,15 @@ def _undeploy_other_checkpoints(ctx: _Context, job_id: str, policy: CleanupPolic
 
         def mutate(current: JobRecord) -> JobRecord | None:
             cleanup = dict(current.cleanup or {})
-            if (cleanup.get("checkpoints") or {}).get("event_id") == ctx.message.event_id:
+            if cleanup.get("checkpoints") == entry:
                 return None
             return current.with_changes(at, cleanup={**cleanup, "checkpoints": entry})
 
         ctx.jobs.update(job_id, mutate)
+        pending = tuple(s.operation for s in steps if s.result is StepResult.PENDING)
+        if pending:
+            # Recorded above; the redelivery resumes these operations instead of sending again.
+            raise CleanupPendingError(job_id, pending)
         ctx.jobs.complete_effect(effect_id, ctx.owner, {"endpoints": list(endpoints)})
     except Exception as exc:
         _release_if_retryable(ctx, effect_id, exc)
@@ -740,6 +760,9 @@ def _cleanup_under_claim(ctx: _Context, make_plan: Callable[[], RetirementPlan])
             event_id=ctx.message.event_id,
             retry=ctx.options.retry,
             sleep=ctx.sleep,
+            wait=ctx.options.operation_wait,
+            deadline=ctx.deadline,
+            monotonic=ctx.monotonic,
         )
         ctx.jobs.complete_effect(
             effect_id,
@@ -765,9 +788,18 @@ def _cleanup_under_claim(ctx: _Context, make_plan: Callable[[], RetirementPlan])
 
 
 def _failure_reason(record: JobRecord, message: CompletionMessage) -> str:
+    """``job CANCELLED: <message>``, the status said once.
+
+    Backends prefix messages with their own spelling of the status ("CANCELED: the tuning job
+    was cancelled on request."); that prefix is dropped when it names the same status.
+    """
     error = record.error or message.body.get("error") or {}
-    text = error.get("message") if isinstance(error, dict) else None
-    return f"job {record.status.value}: {text}" if text else f"job {record.status.value}"
+    text = str(error.get("message") or "") if isinstance(error, dict) else ""
+    status = record.status.value
+    head, sep, rest = text.partition(":")
+    if sep and head.strip().upper().replace("CANCELED", "CANCELLED") == status.upper():
+        text = rest.strip()
+    return f"job {status}: {text}" if text else f"job {status}"
 
 
 def _handle_unsuccessful(ctx: _Context, record: JobRecord) -> CompletionOutcome:

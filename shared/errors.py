@@ -256,6 +256,20 @@ class TransientBackendError(BackendError):
     code = "E_BACKEND_TRANSIENT"
 
 
+class CleanupPendingError(SftpilotError):
+    """A cleanup step's long-running operation (undeploy/delete) has not finished yet. Retryable.
+
+    The operation names are recorded on the job records; the redelivery resumes from them.
+    """
+
+    code = "E_CLEANUP_PENDING"
+
+    def __init__(self, job_id: str, operations: tuple[str, ...]) -> None:
+        self.job_id = job_id
+        self.operations = operations
+        super().__init__(f"cleanup of {job_id} waits for {len(operations)} operation(s): {', '.join(operations)}")
+
+
 class SmokeTestDeadlineError(SftpilotError):
     """The completion function's time budget ran out mid smoke test. Retryable: the calls done so
     far are kept on the record and the redelivery continues from there."""
@@ -273,6 +287,7 @@ class SmokeTestDeadlineError(SftpilotError):
 
 
 _RETRYABLE: tuple[type[Exception], ...] = (
+    CleanupPendingError,
     ClaimInProgressError,
     SmokeTestDeadlineError,
     BlobReadError,

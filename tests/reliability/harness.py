@@ -171,13 +171,20 @@ class Pipeline:
     """Fakes at every port, one clock, and the three entry points."""
 
     def __init__(
-        self, *, quota: int = 5, tuning_yaml: str | None = DEFAULT_TUNING_YAML, latency_seconds: float = 0.0
+        self,
+        *,
+        quota: int = 5,
+        tuning_yaml: str | None = DEFAULT_TUNING_YAML,
+        latency_seconds: float = 0.0,
+        operation_polls: int = 0,
     ) -> None:
+        """``operation_polls``: polls each undeploy/delete operation stays running (Vertex: minutes)."""
         self.blobs = FakeBlobStore()
         self.jobs = FakeJobStore()
         self.publisher: FakePublisher = SlowPublisher(latency_seconds) if latency_seconds else FakePublisher()
         self.tuning = RefusingTuningBackend(quota=quota, latency_seconds=latency_seconds)
         self.tuning.responder = lambda endpoint, request: ANSWER
+        self.tuning.operation_polls = operation_polls
         self.clock = Clock()
         self.settings = Settings(project="p", bucket=BUCKET, deployment=DEPLOYMENT)
         self.completion_options = replace(

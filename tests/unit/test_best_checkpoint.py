@@ -4,12 +4,15 @@ update, the undeploy of the other checkpoint endpoints only with cleanup on, and
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from test_completion import BUCKET
 from test_gate import GatePipeline, gate_config
 
 from shared.best_checkpoint import CheckpointScore, pick_best
+from shared.cleanup import OperationWait
+from shared.errors import CleanupPendingError
 from shared.gate import find_live, serving_endpoint
 from shared.tuning_config import load_tuning_yaml
 
@@ -158,3 +161,29 @@ def test_answers_the_smoke_test_already_has_are_not_asked_again(cpipe):
     for checkpoint_endpoint in (endpoint, endpoint + "-c1", endpoint + "-c2"):
         assert asked.count(checkpoint_endpoint) == len(cfg["smoke_test"]["prompts"])
     assert ((cpipe.record(rec.id).gate or {})["checkpoints"]["best"] or {})["checkpoint_id"] == "2"
+
+
+def test_an_undeploy_still_running_is_recorded_and_the_redelivery_resumes_it(cpipe):
+    cpipe.tuning.operation_polls = 3  # each undeploy/delete operation answers "running" 3 times
+    cpipe.options = replace(cpipe.options, operation_wait=OperationWait(polls=2, interval_seconds=0.0))
+    cfg = gate_config(best_checkpoint=True)
+    rec, message = cpipe.tuned(1, cfg)
+    endpoint = str((rec.tuning or {})["endpoint"])
+    cpipe.quality.update({endpoint + "-c1": "exact", endpoint + "-c2": "half", endpoint: "wrong"})
+    with pytest.raises(CleanupPendingError):
+        cpipe.complete(message)
+    steps = (cpipe.record(rec.id).cleanup or {})["checkpoints"]["steps"]
+    assert steps[-1]["result"] == "pending" and steps[-1]["operation"]
+    sent = cpipe.tuning.calls["undeploy_model"]
+
+    for _ in range(5):  # redeliveries: the recorded operation is polled, not sent again
+        try:
+            cpipe.complete(message)
+            break
+        except CleanupPendingError:
+            continue
+    assert deployed_endpoints(cpipe, rec.id) == {endpoint + "-c1"}
+    assert cpipe.tuning.calls["undeploy_model"] == 2  # one per undeployed endpoint, never repeated
+    assert sent >= 1
+    assert cpipe.tuning.calls["set_default_checkpoint"] == 1
+    assert all(s["result"] != "pending" for s in (cpipe.record(rec.id).cleanup or {})["checkpoints"]["steps"])

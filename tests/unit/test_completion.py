@@ -548,6 +548,16 @@ def test_failed_job_reason_comes_from_the_record(pipe):
     assert (pipe.record(rec.id).cleanup or {})["skipped"].startswith("job FAILED: training failed")
 
 
+def test_cancelled_reason_says_the_status_once(pipe):
+    # The local server (and Vertex, in its own spelling) prefix the message with the status.
+    rec, message = pipe.tuned(1, end=TuningState.CANCELLED)
+    error = {"code": "E_TUNING_JOB", "message": "CANCELED: the tuning job was cancelled on request."}
+    pipe.jobs.update(rec.id, lambda r: r.with_changes(r.updated_at, error=error))
+    pipe.complete(message)
+    skipped = (pipe.record(rec.id).cleanup or {})["skipped"]
+    assert skipped.startswith("job CANCELLED: the tuning job was cancelled on request.;")
+
+
 def test_on_failure_cleanup_retires_the_failed_jobs_own_model(pipe):
     rec, message = pipe.tuned(1, config(cleanup={"on_failure": True}), end=TuningState.CANCELLED)
     # a cancelled job that still left a model behind

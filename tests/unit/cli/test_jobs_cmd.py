@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 
 import shared.wiring as wiring
 from shared.adapters.fakes import FakeJobStore, FakeTuningBackend
+from shared.cli.jobs_cmd import cleanup_summary
 from shared.cli.main import main
 from shared.ports import TuningJobSpec
 from shared.records import DatasetRef, new_record, utcnow
@@ -230,6 +231,13 @@ def test_unreachable_api_is_a_clear_error(monkeypatch):
     result = CliRunner().invoke(main, ["jobs", "list"])
     assert result.exit_code == 2
     assert "cannot reach the jobs API" in result.output
+
+
+def test_cleanup_summary_names_steps_still_pending():
+    run = {"targets": [{"status": "retired"}, {"status": "pending"}], "retired_models": ["m1"]}
+    assert cleanup_summary({"run": run}) == (
+        "1 superseded model(s) retired, 1 pending (Vertex operations still running; resumed automatically)"
+    )
 
 
 def test_watch_right_after_upload_waits_for_the_record_to_appear(served):
