@@ -53,7 +53,6 @@ from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
 from shared.ports import BlobStore, Clock, EffectClaim, EffectState, JobStore, Publisher, TuningBackend
 from shared.records import JSON, JobRecord, to_rfc3339
-from shared.report_chart import build_rouge_figure, render_png
 from shared.retry import RetryPolicy, Sleep
 from shared.settings import Settings
 from shared.smoke_test import (
@@ -367,6 +366,10 @@ def _write_reports(
     scores = result.scores()
     if options.compare_base:
         if "base" in scores and "tuned" in scores:
+            # Loaded here, not at module level: matplotlib is most of a cold start's imports and
+            # only a base-vs-tuned comparison draws a chart.
+            from shared.report_chart import build_rouge_figure, render_png  # noqa: PLC0415 - lazy: cold start
+
             title = f"{record.lineage}/{record.dataset.stem} #{record.dataset.generation}: base vs tuned"
             try:
                 ordered = {"base": scores["base"], "tuned": scores["tuned"]}  # grey base, blue tuned
