@@ -37,6 +37,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.claims import DEFAULT_LEASE_SECONDS
 from shared.cleanup import (
     CleanupPolicy,
     CleanupReport,
@@ -124,7 +125,7 @@ class CompletionOptions:
     bucket: str
     """Where reports are written."""
     reports_prefix: str = "reports/"
-    lease_seconds: float = 600.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod

@@ -54,6 +54,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
+from shared.claims import DEFAULT_LEASE_SECONDS
 from shared.errors import ClaimInProgressError, ErrorInfo, NotFoundError, QuotaExceededError, is_retryable
 from shared.events import COMPLETION_EVENT_FOR_STATUS, EventType, event_id_for, job_event_data
 from shared.logs import log_event
@@ -117,7 +118,7 @@ class PollOptions:
     stall_after_seconds: int = 6 * 3600
     deployment: str = "sftpilot"
     """The ``managed-by`` label value given to jobs this deployment submits."""
-    lease_seconds: int = 600
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
     """A SUBMITTING record without a job name is repaired once its writer is this long gone."""
     page_size: int = 500
     queue_retry_seconds: int = 300

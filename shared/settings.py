@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from shared.claims import DEFAULT_LEASE_SECONDS
 from shared.errors import SettingsError
 
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{1,63}$")
@@ -52,7 +53,7 @@ class Settings:
     effects_collection: str = "effects"
     max_event_age_seconds: int = 86_400
     """Upload events older than this are recorded as DROPPED instead of retried forever."""
-    lease_seconds: int = 600
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
     """In-progress claims older than this are taken over (longer than the 540 s function timeout)."""
     stall_after_seconds: int = 6 * 3600
     """A job PENDING/QUEUED longer than this produces one ``job.stalled`` event."""
