@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared functions deploy tests bench
 	$(BIN)/ruff format --check shared functions deploy tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -64,6 +64,7 @@ from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
 from shared.settings import Settings
 from shared.states import JobStatus, can_transition, status_for_tuning_state
 from shared.submission import SubmitStep, submit_tuning_job
+from shared.tuning_view import tuning_view
 
 POLLED_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.PENDING, JobStatus.RUNNING, JobStatus.CANCELLING}
@@ -191,29 +192,6 @@ class PollSummary:
 
 
 # --- pure planning: what a record should become (used outside and inside the transaction) -----
-
-
-def tuning_view(job: TuningJob) -> JSON:
-    """The JSON view of a tuning job stored as ``record.tuning`` (shape in the module docstring)."""
-    error: JSON | None = None
-    if job.error_code is not None or job.error_message:
-        error = {"code": job.error_code, "message": job.error_message or ""}
-    return {
-        "state": job.state.value,
-        "create_time": to_rfc3339(job.create_time),
-        "start_time": to_rfc3339(job.start_time),
-        "end_time": to_rfc3339(job.end_time),
-        "update_time": to_rfc3339(job.update_time),
-        "tuned_model": job.tuned_model,
-        "endpoint": job.endpoint,
-        "checkpoints": [
-            {"checkpoint_id": c.checkpoint_id, "epoch": c.epoch, "step": c.step, "endpoint": c.endpoint}
-            for c in job.checkpoints
-        ],
-        "error": error,
-        "data_stats": job.data_stats,
-        "metrics": job.metrics,
-    }
 
 
 def _is_older_than_stored(stored: JSON | None, job: TuningJob) -> bool:

@@ -50,6 +50,7 @@ from shared.ports import Clock, JobStore, TuningBackend, TuningJob, TuningJobSpe
 from shared.records import JSON, JobRecord, to_rfc3339
 from shared.states import JobStatus, status_for_tuning_state
 from shared.tuning_config import DEFAULT_BASE_MODEL, DEFAULT_DISPLAY_NAME, TuningConfig, render_display_name
+from shared.tuning_view import tuning_view
 
 KEY_LABEL: Final = "sftpilot-key"
 LINEAGE_LABEL: Final = "sftpilot-lineage"
@@ -313,9 +314,6 @@ def _release(jobs: JobStore, job_id: str, owner: str, clock: Clock) -> None:
 
 
 def _view(job: TuningJob) -> JSON:
-    # The poller owns the stored view's shape; import lazily (the poller imports this module).
-    from shared.poller import tuning_view  # noqa: PLC0415
-
     return tuning_view(job)
 
 

@@ -22,11 +22,11 @@ from shared.cleanup import (
     run_cleanup,
 )
 from shared.errors import InvalidArgumentError, PermissionDeniedError, TransientBackendError
-from shared.poller import tuning_view
 from shared.ports import DeployedModelRef, TuningJobSpec
 from shared.records import DatasetRef, JobRecord
 from shared.retry import RetryPolicy
 from shared.states import JobStatus, TuningState
+from shared.tuning_view import tuning_view
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DEPLOYMENT = "sftpilot-test"

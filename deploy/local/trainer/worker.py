@@ -34,8 +34,8 @@ from deploy.local.trainer.api import (
     StepMetrics,
     TrainingCancelled,
     TrainRequest,
-    train,
 )
+from deploy.local.trainer.training import train
 
 PROGRESS_FILE = "progress.jsonl"
 RESULT_FILE = "result.json"

@@ -19,12 +19,12 @@ import shared.logs as logs
 import shared.wiring as wiring
 from shared.adapters.fakes import FakeBlobStore, FakeJobStore, FakePublisher, FakeTuningBackend
 from shared.errors import PublishError
-from shared.poller import tuning_view
 from shared.ports import TuningJobSpec
 from shared.records import DatasetRef, JobRecord
 from shared.settings import Settings
 from shared.states import JobStatus, TuningState
 from shared.tuning_config import TuningConfig
+from shared.tuning_view import tuning_view
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = ROOT / "tests" / "events"
