@@ -56,6 +56,7 @@ from shared.errors import (
     is_retryable,
 )
 from shared.events import EventType
+from shared.labels import LINEAGE_RE
 from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
 from shared.ports import BlobStore, Clock, JobQuery, JobStore, Publisher, QueryOrder, TuningBackend
@@ -64,7 +65,6 @@ from shared.settings import Settings
 from shared.states import JobStatus
 from shared.submission import SubmitStep, submit_tuning_job
 from shared.tuning_config import (
-    LINEAGE_RE,
     TuningConfig,
     load_defaults,
     object_path_problem,

@@ -24,8 +24,8 @@ import yaml
 
 from shared.claims import DEFAULT_LEASE_SECONDS
 from shared.errors import SettingsError
+from shared.labels import is_label_value
 
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{1,63}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
@@ -111,7 +111,7 @@ class Settings:
     def _check(self) -> None:
         if not _BUCKET.match(self.bucket):
             raise SettingsError("SFTPILOT_BUCKET", self.bucket, "a GCS bucket name (3-222 chars, a-z0-9._-)")
-        if not _LABEL_VALUE.match(self.deployment):
+        if not is_label_value(self.deployment, allow_empty=False):
             raise SettingsError(
                 "SFTPILOT_DEPLOYMENT", self.deployment, "a label value: 1-63 chars of a-z, 0-9, _ and -"
             )

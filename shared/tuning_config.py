@@ -33,6 +33,7 @@ from typing import Any, Final
 import yaml
 
 from shared.errors import BlobReadError, ConfigProblem, TuningConfigError
+from shared.labels import LABEL_KEY_RE, LABEL_VALUE_RE, LINEAGE_RE
 from shared.ports import BlobStore
 from shared.records import JSON
 
@@ -50,10 +51,6 @@ MAX_USER_LABELS: Final = 64 - len(RESERVED_LABELS)
 """GCP allows 64 labels per resource; three are ours."""
 MAX_SMOKE_PROMPTS: Final = 50
 
-LABEL_KEY_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-LABEL_VALUE_RE: Final = re.compile(r"^[a-z0-9_-]{0,63}$")
-LINEAGE_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-"""A lineage becomes the ``sftpilot-lineage`` label value, so it follows the label rules."""
 _BASE_MODEL_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/-]{0,199}$")
 _KMS_RE: Final = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
 _EMAIL_RE: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -14,9 +14,9 @@ import click
 from shared.cli.common import EXIT_FAILED, friendly_errors, print_json
 from shared.errors import InvalidParameterError
 from shared.intake import DATASET_SUFFIX, name_problem
+from shared.labels import LINEAGE_RE
 from shared.records import record_key
 from shared.settings import ClientSettings
-from shared.tuning_config import LINEAGE_RE
 
 
 def dataset_object_name(prefix: str, lineage: str, name: str) -> str:

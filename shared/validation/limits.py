@@ -1,7 +1,7 @@
 """Per-base-model dataset limits and the token-estimate heuristic: the one table to update.
 
-Numbers come from the public Vertex AI tuning docs for Gemini 2.0/2.5 (see
-``../shared/reference/google-genai-wire.md`` section 9.2): 131,072 input+output tokens per
+Numbers come from the public Vertex AI tuning docs for Gemini 2.0/2.5 ("Limitations",
+https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning): 131,072 input+output tokens per
 example, at most 5,000 validation examples, a training file of at most 1 GB, at most 1M
 text-only or 300K multimodal training examples (read as: at most 1M examples, of which at most
 300K multimodal), adapter sizes 1/2/4/8/16 (2.5 Pro: 1/2/4/8).
