@@ -27,8 +27,8 @@ import shared.wiring as wiring
 from shared.adapters.fakes import FakeTuningBackend
 from shared.adapters.firestore import FirestoreJobStore
 from shared.adapters.pubsub import PubSubPublisher
-from shared.api import Authenticator, JobsApi
 from shared.events import EventType, build_event
+from shared.jobs_api import Authenticator, JobsApi
 from shared.records import DatasetRef, new_record, utcnow
 from shared.settings import Settings
 from shared.states import JobStatus
