@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:  # for type checkers and deploy/gcp/package.py (which reads these with ast)
     from functions.completion import on_tuning_completed
+    from functions.intake import on_dataset_uploaded
     from functions.jobs_api import jobs_api
     from functions.poller import poll_tuning_jobs
-    from functions.upload import on_dataset_uploaded
 
 HANDLER_MODULES: Final = {
     "jobs_api": "functions.jobs_api",
-    "on_dataset_uploaded": "functions.upload",
+    "on_dataset_uploaded": "functions.intake",
     "on_tuning_completed": "functions.completion",
     "poll_tuning_jobs": "functions.poller",
 }

@@ -39,7 +39,7 @@ def test_importing_functions_main_loads_no_handler_and_no_matplotlib() -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "module"), [("on_dataset_uploaded", "functions.upload"), ("poll_tuning_jobs", "functions.poller")]
+    ("target", "module"), [("on_dataset_uploaded", "functions.intake"), ("poll_tuning_jobs", "functions.poller")]
 )
 def test_upload_and_poll_load_only_their_handler_and_no_matplotlib(target: str, module: str) -> None:
     assert _loaded_after(target) == {"functions.main", module}
