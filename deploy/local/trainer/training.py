@@ -1,4 +1,4 @@
-"""``train()``: run a :class:`~deploy.local.trainer.api.TrainRequest` in this process.
+"""``train()``: run a :class:`~deploy.local.trainer.spec.TrainRequest` in this process.
 
 Importing this module is cheap; the torch stack (``deploy.local.trainer.engine``) loads on the
 first call of :func:`train`, after the dataset was checked.
@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from deploy.local.trainer.api import DataStats, StepMetrics, TrainRequest, TrainResult
 from deploy.local.trainer.dataset import read_conversations
 from deploy.local.trainer.errors import EmptyDatasetError
+from deploy.local.trainer.spec import DataStats, StepMetrics, TrainRequest, TrainResult
 
 
 def train(

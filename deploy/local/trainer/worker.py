@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from deploy.local.trainer.api import (
+from deploy.local.trainer.spec import (
     DatasetError,
     DatasetParseError,
     DataStats,
