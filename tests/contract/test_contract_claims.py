@@ -6,9 +6,10 @@ Effect claims go through each store's ``acquire/complete/release_effect``; recor
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from helpers import T0
 
 from shared.claims import new_lease, raise_if_held, release_record, take_record
 from shared.errors import ClaimInProgressError, RecordNotFoundError
@@ -16,7 +17,6 @@ from shared.ports import EffectState, JobStore
 from shared.records import DatasetRef, new_record
 from shared.states import JobStatus
 
-T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 LEASE = 60
 EXPIRY = T0 + timedelta(seconds=LEASE)
 RECEIVED = frozenset({JobStatus.RECEIVED})

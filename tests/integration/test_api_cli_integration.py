@@ -98,7 +98,7 @@ def served_api(emulators, store, monkeypatch):
     )
     services.__dict__["jobs"] = store
     services.__dict__["tuning"] = FakeTuningBackend()
-    monkeypatch.setattr(wiring, "_cached", services)
+    wiring.install_services(services)
     app = functions_framework.create_app("jobs_api", str(ROOT / "functions/jobs_api.py"), "http")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -57,7 +57,7 @@ class Stack:
             clock=lambda: event_time + timedelta(seconds=5),
         )
         services.__dict__.update(blobs=self.blobs, jobs=self.jobs, publisher=self.publisher, tuning=self.tuning)
-        monkeypatch.setattr(wiring, "_cached", services)
+        wiring.install_services(services)
         app = functions_framework.create_app("on_dataset_uploaded", str(ROOT / "functions/intake.py"), "cloudevent")
         self.client = app.test_client()
 
@@ -172,7 +172,7 @@ def test_fatal_unexpected_failure_is_logged_and_acknowledged(stack, log_lines):
 
 
 def test_invalid_settings_refuse_the_event_so_it_waits_for_the_fix(monkeypatch, log_lines):
-    monkeypatch.setattr(wiring, "_cached", None)
+    wiring.reset_services_cache()
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
     monkeypatch.setenv("SFTPILOT_BUCKET", "Not A Bucket")
     app = functions_framework.create_app("on_dataset_uploaded", str(ROOT / "functions/intake.py"), "cloudevent")

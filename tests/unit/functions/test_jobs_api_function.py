@@ -31,7 +31,7 @@ def _app(monkeypatch, jobs: FakeJobStore):
     )
     services.__dict__["jobs"] = jobs
     services.__dict__["tuning"] = FakeTuningBackend()
-    monkeypatch.setattr(wiring, "_cached", services)
+    wiring.install_services(services)
     return functions_framework.create_app("jobs_api", str(ROOT / "functions/jobs_api.py"), "http")
 
 
