@@ -305,7 +305,7 @@ class Pipeline:
     # --- the deployed entry points (functions-framework, in-process) ---
 
     def services(self) -> Any:
-        """``shared.wiring.Services`` backed by this pipeline's fakes and clock (install with ``wiring.install_services``)."""
+        """``shared.wiring.Services`` backed by this pipeline's fakes and clock."""
         from shared.wiring import Services
 
         services = Services(settings=self.settings, clock=self.clock)
