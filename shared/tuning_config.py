@@ -35,6 +35,7 @@ import yaml
 from shared.budget import BudgetOptions, check_budget_section
 from shared.errors import BlobReadError, ConfigProblem, TuningConfigError
 from shared.gate import GateOptions, check_gate_section
+from shared.labels import LABEL_KEY_RE, LABEL_VALUE_RE, LINEAGE_RE
 from shared.ports import BlobStore
 from shared.records import JSON
 from shared.retry import RetryPolicy
@@ -86,10 +87,6 @@ SMOKE_TEST_TIME_BUDGET_SECONDS: Final = COMPLETION_FUNCTION_TIMEOUT_SECONDS - CO
 SMOKE_CALL_RETRY: Final = RetryPolicy()
 """Attempts and backoff of one smoke-test call (the completion function's default policy)."""
 
-LABEL_KEY_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-LABEL_VALUE_RE: Final = re.compile(r"^[a-z0-9_-]{0,63}$")
-LINEAGE_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-"""A lineage becomes the ``sftpilot-lineage`` label value, so it follows the label rules."""
 _BASE_MODEL_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/-]{0,199}$")
 _KMS_RE: Final = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
 _EMAIL_RE: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -32,6 +32,7 @@ from typing import Any, Final, Literal
 import yaml
 
 from shared.errors import SettingsError, SftpilotError, TuningConfigError
+from shared.labels import LABEL_KEY_RE, is_label_value
 from shared.settings import Settings
 from shared.tuning_config import parse_tuning_yaml
 
@@ -86,7 +87,6 @@ _PREFIX_RE: Final = re.compile(r"^[a-z][a-z0-9-]{1,17}[a-z0-9]$")
 _PROJECT_RE: Final = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION_RE: Final = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
 _TOPIC_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")
-_LABEL_RE: Final = re.compile(r"^[a-z0-9_-]{1,63}$")
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ class DeploymentVars:
             raise bad("region", f"{self.region!r} is not a region like us-central1")
         if not _PREFIX_RE.match(self.name_prefix):
             raise bad("name_prefix", "3-19 chars of a-z, 0-9 and -, starting with a letter")
-        if not _LABEL_RE.match(self.managed_by):
+        if not is_label_value(self.managed_by, allow_empty=False):
             raise bad("managed_by", "a label value: 1-63 chars of a-z, 0-9, _ and -")
         for name in ("events_topic", "dead_letter_topic"):
             value = getattr(self, name)
@@ -379,7 +379,7 @@ class DeploymentVars:
         if self.default_adapter_size is not None and self.default_adapter_size not in (1, 2, 4, 8, 16):
             raise bad("default_adapter_size", "one of 1, 2, 4, 8, 16")
         for key, value in self.default_labels.items():
-            if not re.match(r"^[a-z][a-z0-9_-]{0,62}$", key) or not _LABEL_RE.match(value):
+            if not LABEL_KEY_RE.match(key) or not is_label_value(value, allow_empty=False):
                 raise bad("default_labels", f"{key}={value!r} is not a valid GCP label")
 
     # --- derived names ----------------------------------------------------------------------

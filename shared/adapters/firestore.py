@@ -37,12 +37,13 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from shared.claims import DELETE, EffectClaimStore, EffectDoc, Write, decide_acquire
 from shared.errors import RecordNotFoundError, StoreUnavailableError
 from shared.ports import (
     EffectClaim,
@@ -76,6 +77,25 @@ _TRANSIENT = (
 
 
 # --- document encoding --------------------------------------------------------------------------
+
+
+def _effect_fields(doc: EffectDoc) -> dict[str, Any]:
+    return {
+        "state": doc.state.value,
+        "owner": doc.owner,
+        "expires_at": doc.expires_at,
+        "result": None if doc.result is None else _encode_value(doc.result),
+    }
+
+
+def _effect_doc(data: dict[str, Any]) -> EffectDoc:
+    result = data.get("result")
+    return EffectDoc(
+        state=EffectState(data["state"]),
+        owner=str(data.get("owner", "")),
+        expires_at=from_rfc3339(data.get("expires_at")),
+        result=None if result is None else _decode_value(result),
+    )
 
 
 def _encode_value(value: Any, inside_array: bool = False) -> Any:
@@ -259,8 +279,12 @@ def _matches_rest(record: JobRecord, query: JobQuery) -> bool:
 # --- the adapter --------------------------------------------------------------------------------
 
 
-class FirestoreJobStore:
-    """:class:`shared.ports.JobStore` on Firestore (client created on first use)."""
+class FirestoreJobStore(EffectClaimStore):
+    """:class:`shared.ports.JobStore` on Firestore (client created on first use).
+
+    Effect claims follow :class:`shared.claims.EffectClaimStore`'s rules; this class only reads
+    and writes ``effects/{id}`` in a transaction.
+    """
 
     def __init__(
         self,
@@ -387,73 +411,33 @@ class FirestoreJobStore:
     # --- effects ---
 
     def acquire_effect(self, effect_id: str, owner: str, lease_seconds: float, now: datetime) -> EffectClaim:
-        """Claim ``effects/{id}``: create it IN_PROGRESS, or take over an expired lease."""
-        ref = self._effects().document(effect_id)
-        expires = now + timedelta(seconds=lease_seconds)
-        claimed = {"state": EffectState.IN_PROGRESS.value, "owner": owner, "expires_at": expires, "result": None}
+        """Claim ``effects/{id}``: one ``create()`` when it is absent (the common case), else the rules."""
+        claim, write = decide_acquire(effect_id, None, owner, now, lease_seconds)
+        assert isinstance(write, EffectDoc)
         try:
-            ref.create(claimed)
-            return EffectClaim(effect_id, EffectState.ACQUIRED, owner, expires)
+            self._effects().document(effect_id).create(_effect_fields(write))
+            return claim
         except gexc.AlreadyExists:
             pass
         except _TRANSIENT as exc:
             raise StoreUnavailableError("acquire_effect", f"{type(exc).__name__}: {exc}") from exc
+        return super().acquire_effect(effect_id, owner, lease_seconds, now)
 
-        def take_over(transaction: Any) -> EffectClaim:
-            snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists:  # released between our create() and this read
-                transaction.create(ref, claimed)
-                return EffectClaim(effect_id, EffectState.ACQUIRED, owner, expires)
-            data = snapshot.to_dict()
-            state = EffectState(data["state"])
-            expires_at = from_rfc3339(data.get("expires_at"))
-            if state is EffectState.IN_PROGRESS and expires_at is not None and now >= expires_at:
-                transaction.set(ref, claimed)
-                return EffectClaim(effect_id, EffectState.ACQUIRED, owner, expires)
-            result = data.get("result")
-            return EffectClaim(
-                effect_id,
-                state,
-                str(data.get("owner", "")),
-                expires_at,
-                None if result is None else _decode_value(result),
-            )
-
-        return self._run_transaction("acquire_effect", take_over)
-
-    def complete_effect(self, effect_id: str, owner: str, result: JSON) -> None:
-        """Mark a claimed effect COMPLETED (RecordNotFoundError unless ``owner`` holds it)."""
+    def _apply_effect(self, operation: str, effect_id: str, decide: Callable[[EffectDoc | None], tuple[T, Write]]) -> T:
+        """Read ``effects/{id}``, decide and write in one transaction."""
         ref = self._effects().document(effect_id)
 
-        def complete(transaction: Any) -> None:
+        def body(transaction: Any) -> T:
             snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists or snapshot.to_dict().get("owner") != owner:
-                raise RecordNotFoundError(f"effect {effect_id} owned by {owner}")
-            transaction.set(
-                ref,
-                {
-                    "state": EffectState.COMPLETED.value,
-                    "owner": owner,
-                    "expires_at": None,
-                    "result": _encode_value(result),
-                },
-            )
-
-        self._run_transaction("complete_effect", complete)
-
-    def release_effect(self, effect_id: str, owner: str) -> None:
-        """Delete an IN_PROGRESS claim held by ``owner`` (anything else is left alone)."""
-        ref = self._effects().document(effect_id)
-
-        def release(transaction: Any) -> None:
-            snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists:
-                return
-            data = snapshot.to_dict()
-            if data.get("owner") == owner and data.get("state") == EffectState.IN_PROGRESS.value:
+            existing = _effect_doc(snapshot.to_dict()) if snapshot.exists else None
+            answer, write = decide(existing)
+            if write == DELETE:
                 transaction.delete(ref)
+            elif isinstance(write, EffectDoc):
+                transaction.set(ref, _effect_fields(write))
+            return answer
 
-        self._run_transaction("release_effect", release)
+        return self._run_transaction(operation, body)
 
     # --- internals ---
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from helpers import T0
 
 from shared.errors import InvalidTransitionError, RecordNotFoundError
 from shared.ports import EffectState, JobQuery, QueryOrder
 from shared.records import DatasetRef, HistoryEntry, Lease, OutboxEntry, new_record
 from shared.states import JobStatus
-
-T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 
 
 def _record(name="datasets/faq/v1.jsonl", generation=1, lineage="faq", at=T0, bucket="b"):

@@ -27,8 +27,8 @@ import shared.wiring as wiring
 from shared.adapters.fakes import FakeTuningBackend
 from shared.adapters.firestore import FirestoreJobStore
 from shared.adapters.pubsub import PubSubPublisher
-from shared.api import Authenticator, JobsApi
 from shared.events import EventType, build_event
+from shared.jobs_api import Authenticator, JobsApi
 from shared.records import DatasetRef, new_record, utcnow
 from shared.settings import Settings
 from shared.states import JobStatus
@@ -98,8 +98,8 @@ def served_api(emulators, store, monkeypatch):
     )
     services.__dict__["jobs"] = store
     services.__dict__["tuning"] = FakeTuningBackend()
-    monkeypatch.setattr(wiring, "_cached", services)
-    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/api.py"), "http")
+    wiring.install_services(services)
+    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/jobs_api.py"), "http")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -4,10 +4,11 @@ import io
 import json
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import jsonschema
 import pytest
+from helpers import T0, Clock
 
 from shared import logs
 from shared.adapters.fakes import FakeBlobStore, FakeJobStore, FakePublisher, FakeTuningBackend
@@ -26,7 +27,6 @@ from shared.states import JobStatus
 from shared.upload_event import FINALIZED_EVENT_TYPE, UploadEvent
 
 BUCKET = "bkt"
-T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
@@ -46,17 +46,6 @@ def examples(n: int, tag: str = "q") -> bytes:
 BAD_ROLE = b'{"contents":[{"role":"assistant","parts":[{"text":"hi"}]}]}\n'
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0 + timedelta(seconds=2)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 class Harness:
     """Fakes at every port plus helpers to upload objects and deliver their events."""
 
@@ -65,7 +54,7 @@ class Harness:
         self.jobs = FakeJobStore()
         self.publisher = FakePublisher()
         self.tuning = FakeTuningBackend(quota=5)
-        self.clock = Clock()
+        self.clock = Clock(T0 + timedelta(seconds=2))
         self.settings = Settings(project="p", bucket=BUCKET, deployment="prod", **settings)
         self.events: dict[str, UploadEvent] = {}
 

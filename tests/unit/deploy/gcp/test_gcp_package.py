@@ -78,7 +78,7 @@ def test_missing_entry_point_fails_the_build(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "functions", repo / "functions", ignore=shutil.ignore_patterns("__pycache__"))
     main = repo / "functions" / "main.py"
-    main.write_text(main.read_text().replace("from functions.poller import poll_tuning_jobs\n", ""))
+    main.write_text(main.read_text().replace("    from functions.poller import poll_tuning_jobs\n", ""))
     with pytest.raises(PackagingError, match="poll_tuning_jobs"):
         check_entry_points(repo)
 
