@@ -84,7 +84,22 @@ PUBLIC_MEMBERS: Final = frozenset({"allusers", "allauthenticatedusers"})
 _MEMBER_RE: Final = re.compile(r"^(user|group|serviceAccount|domain):[^\s,]+$")
 _PREFIX_RE: Final = re.compile(r"^[a-z][a-z0-9-]{1,17}[a-z0-9]$")
 _PROJECT_RE: Final = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_REGION_RE: Final = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
+_REGION_RE: Final = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+TUNING_REGIONS: Final = (
+    "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast3", "asia-south1",
+    "asia-southeast1", "australia-southeast1", "europe-central2", "europe-north1",
+    "europe-southwest1", "europe-west1", "europe-west2", "europe-west3", "europe-west4",
+    "europe-west6", "europe-west8", "europe-west9", "me-central1", "me-central2", "me-west1",
+    "northamerica-northeast1", "southamerica-east1", "us-central1", "us-east1", "us-east4",
+    "us-east5", "us-south1", "us-west1", "us-west4",
+)  # fmt: skip
+"""Regions where Gemini supervised tuning runs, from "Supported tuning job regions" on
+https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning-region-settings
+(read 2026-12-04; the ``us-*`` tail of the list was cut off in the copy we could read and is
+taken from the Vertex AI locations page: re-check it when a region is refused). Terraform's
+``tuning_location`` validation carries the same list (a test compares them)."""
+BUCKET_NAME_MAX: Final = 63
+"""Cloud Storage bucket names are 3-63 characters (https://cloud.google.com/storage/docs/buckets#naming)."""
 _TOPIC_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")
 _LABEL_RE: Final = re.compile(r"^[a-z0-9_-]{1,63}$")
 
@@ -354,6 +369,23 @@ class DeploymentVars:
             raise bad("project", f"{self.project!r} is not a project ID (6-30 chars of a-z, 0-9, -)")
         if not _REGION_RE.match(self.region):
             raise bad("region", f"{self.region!r} is not a region like us-central1")
+        if self.tuning_location is not None and self.tuning_location not in TUNING_REGIONS:
+            raise bad(
+                "tuning_location",
+                f"{self.tuning_location!r} does not offer Gemini supervised tuning; "
+                f"use one of {', '.join(TUNING_REGIONS)}",
+            )
+        for name, bucket in (("bucket", self.bucket), ("source_bucket", self.effective_source_bucket)):
+            if not 3 <= len(bucket) <= BUCKET_NAME_MAX:
+                raise bad(
+                    name,
+                    f"bucket name {bucket!r} is {len(bucket)} characters; Cloud Storage allows 3-{BUCKET_NAME_MAX}"
+                    + (
+                        " (the default is '<bucket>-sources': shorten bucket or set source_bucket)"
+                        if name == "source_bucket" and not self.source_bucket
+                        else ""
+                    ),
+                )
         if not _PREFIX_RE.match(self.name_prefix):
             raise bad("name_prefix", "3-19 chars of a-z, 0-9 and -, starting with a letter")
         if not _LABEL_RE.match(self.managed_by):
@@ -503,9 +535,11 @@ def functions(plan: DeploymentVars) -> dict[str, FunctionSpec]:
             "upload", f"{p}-upload", "on_dataset_uploaded", "storage", STORAGE_FINALIZED, True,
             "512Mi", 540, 20, "ALLOW_INTERNAL_ONLY",
         ),
+        # Internal-only: Cloud Scheduler in the same project still reaches the run.app URL
+        # (https://cloud.google.com/run/docs/securing/ingress, "Internal" setting).
         "poller": FunctionSpec(
             "poller", f"{p}-poller", "poll_tuning_jobs", "scheduler", None, False,
-            "512Mi", 300, 1, "ALLOW_ALL",
+            "512Mi", 300, 1, "ALLOW_INTERNAL_ONLY",
         ),
         "completion": FunctionSpec(
             "completion", f"{p}-completion", "on_tuning_completed", "topic", PUBSUB_PUBLISHED, True,

@@ -62,7 +62,7 @@ locals {
       memory          = "512Mi"
       timeout_seconds = 300
       max_instances   = 1
-      ingress         = "ALLOW_ALL"
+      ingress         = "ALLOW_INTERNAL_ONLY"
       service_account = "poller"
     }
     completion = {

@@ -250,3 +250,35 @@ def test_shell_scripts_are_valid_bash() -> None:
         assert proc.returncode == 0, proc.stderr
         assert os.access(GCP / script, os.X_OK), f"{script} must be executable"
     assert (REPO / "deploy" / "gcp" / "deploy.sh").read_text().splitlines()[0] == "#!/usr/bin/env bash"
+
+
+# --- issue 14: agents, ingress, regions ------------------------------------------------------------
+
+
+def test_pubsub_agent_can_mint_push_tokens(example_run: DryRun) -> None:
+    agent = f"serviceAccount:service-{config.PLACEHOLDER_PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    (command,) = [
+        c
+        for c in example_run.commands
+        if c[1:3] == ["projects", "add-iam-policy-binding"] and flag(c, "member") == agent
+    ]
+    assert flag(command, "role") == "roles/iam.serviceAccountTokenCreator"
+
+
+def test_only_the_jobs_api_is_reachable_from_outside(example_run: DryRun) -> None:
+    deploys = {c[3]: flag(c, "ingress-settings") for c in example_run.commands if c[1:3] == ["functions", "deploy"]}
+    assert deploys == {
+        "sftpilot-upload": "internal-only",
+        "sftpilot-poller": "internal-only",
+        "sftpilot-completion": "internal-only",
+        "sftpilot-jobs-api": "all",
+    }
+
+
+def test_an_unsupported_tuning_region_stops_the_deploy_with_the_list(tmp_path: Path) -> None:
+    vars_file = tmp_path / "bad.tfvars"
+    vars_file.write_text('project = "acme-ml-prod"\nbucket = "b-data"\ntuning_location = "europe-west12"\n')
+    result = dry_run(tmp_path, vars_file)
+    assert result.returncode == 2
+    assert "does not offer Gemini supervised tuning" in result.stderr and "europe-west4" in result.stderr
+    assert result.commands == []

@@ -206,3 +206,43 @@ def test_terraform_refuses_public_api_invokers(invokers: str, accepted: bool, ev
     assert refused is not accepted, result.errors
     if accepted:
         assert result.returncode == 0 and result.value == json.loads(invokers), result.errors
+
+
+# --- issue 14: regions, bucket names, poller ingress ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "accepted"),
+    [
+        ("-var=tuning_location=europe-west4", True),
+        ("-var=tuning_location=us-east5", True),
+        ("-var=tuning_location=europe-west12", False),
+        ("-var=region=europe-west10", True),
+        ("-var=bucket=" + "b" * 64, False),
+    ],
+)
+def test_terraform_validates_regions_and_bucket_names(option: str, accepted: bool, evaluate_config) -> None:
+    name = option.split("=", 2)[1].removeprefix("-var=")
+    result = evaluate_config.run(f"var.{name}", EXAMPLE_VARS, [option])
+    message = " ".join(result.errors.replace("│", " ").split())
+    # terraform console reports a failed validation on stderr (its exit code stays 0).
+    refused = "This was checked by the validation rule" in message and f"{name}:" in message
+    assert refused is not accepted, message
+
+
+def test_terraform_tuning_regions_are_the_documented_list(module) -> None:
+    validation = block(module["variable"]["tuning_location"], "validation")
+    listed = re.findall(r'"([a-z]+-[a-z]+[0-9]+)"', validation["condition"])
+    assert set(listed) == set(config.TUNING_REGIONS)
+
+
+def test_sources_bucket_name_length_is_checked_before_creating_it(module) -> None:
+    lifecycle = block(resource(module, "google_storage_bucket.sources"), "lifecycle")
+    precondition = block(lifecycle, "precondition")
+    assert "length(local.source_bucket) <= 63" in precondition["condition"]
+
+
+def test_the_poller_is_internal_only(evaluate_config) -> None:
+    functions = evaluate_config("local.functions", EXAMPLE_VARS)
+    assert functions["poller"]["ingress"] == "ALLOW_INTERNAL_ONLY"
+    assert {f["ingress"] for k, f in functions.items() if k != "api"} == {"ALLOW_INTERNAL_ONLY"}
