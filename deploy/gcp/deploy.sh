@@ -206,20 +206,13 @@ grant() {
     die "roles.json: conditions are only supported on the project and buckets (grant $i on $on)"
   fi
   command+=(--member="$member" --role="$role" --format=none "${P[@]}")
-  if [[ ${GRANT_PRINCIPALS[$i]} == tuning_agent ]]; then
-    # The agent exists only after the project's first tuning job: warn instead of failing.
-    show "${command[@]}"
-    if [[ $DRY_RUN == 0 ]] && ! "${command[@]}"; then
-      note "WARNING: could not grant $role to $member (the agent appears after the first tuning job;"
-      note "re-run deploy.sh then, or set grant_tuning_agent_bucket_read = false)"
-    fi
-  else
-    run_binding "${command[@]}"
-  fi
+  run_binding "${command[@]}"
 }
 
 step "IAM grants (roles.json)"
 for i in "${!GRANT_ROLES[@]}"; do
+  # The tuning agent's grants are the second step (grant-tuning-agent.sh, at the end).
+  if [[ ${GRANT_PRINCIPALS[$i]} == tuning_agent ]]; then continue; fi
   case ${GRANT_ON[$i]} in
     function:* | upload_trigger_subscription) ;;
     *) grant "$i" ;;
@@ -293,6 +286,17 @@ if [[ $DRY_RUN == 0 ]] && gcloud scheduler jobs describe "$SCHEDULER_JOB" --loca
 else
   run gcloud scheduler jobs create http "$SCHEDULER_JOB" "${schedule[@]}"
 fi
+
+step "second step: the Vertex AI tuning service agent (grant-tuning-agent.sh)"
+tuning_agent=(bash "$HERE/grant-tuning-agent.sh" --project "$VAR_PROJECT" --bucket "$VAR_BUCKET")
+for i in "${!GRANT_ROLES[@]}"; do
+  if [[ ${GRANT_PRINCIPALS[$i]} == tuning_agent ]]; then
+    [[ ${GRANT_ON[$i]} == datasets_bucket ]] || die "roles.json: tuning_agent grants are only supported on datasets_bucket"
+    tuning_agent+=(--grant "${GRANT_MEMBERS[$i]}=${GRANT_ROLES[$i]}")
+  fi
+done
+if [[ $DRY_RUN == 1 ]]; then tuning_agent+=(--dry-run); fi
+"${tuning_agent[@]}"
 
 step "done"
 note "upload datasets to gs://$VAR_BUCKET/${VAR_DATASETS_PREFIX}<lineage>/<name>.jsonl"

@@ -19,7 +19,7 @@ resource "google_project_iam_member" "grants" {
 }
 
 resource "google_storage_bucket_iam_member" "datasets" {
-  for_each = { for k, g in local.grants : k => g if g.on == "datasets_bucket" }
+  for_each = { for k, g in local.grants : k => g if g.on == "datasets_bucket" && g.principal != "tuning_agent" }
   bucket   = google_storage_bucket.datasets.name
   role     = each.value.role
   member   = each.value.member
@@ -101,4 +101,26 @@ resource "terraform_data" "upload_dead_letter" {
   }
 
   depends_on = [google_pubsub_topic_iam_member.dead_letter]
+}
+
+# The Vertex AI tuning service agent exists only after the project's first tuning job, and a
+# binding naming it fails until then: the second step (the script deploy.sh runs too) grants what
+# it can and never fails on a missing agent. Rerun `terraform apply -replace=terraform_data.tuning_agent`
+# (or the script) after the first tuning job.
+locals {
+  tuning_agent_grants = [for g in values(local.grants) : g if g.principal == "tuning_agent"]
+}
+
+resource "terraform_data" "tuning_agent" {
+  triggers_replace = [var.bucket, local.tuning_agent_grants]
+
+  provisioner "local-exec" {
+    interpreter = ["bash", "-c"]
+    command = join(" ", concat(
+      ["bash", "${path.module}/../grant-tuning-agent.sh", "--project", var.project, "--bucket", var.bucket],
+      flatten([for g in local.tuning_agent_grants : ["--grant", "${g.member}=${g.role}"]]),
+    ))
+  }
+
+  depends_on = [google_storage_bucket.datasets, google_project_service.apis]
 }

@@ -84,7 +84,9 @@ def test_every_create_is_guarded_by_a_describe(example_run: DryRun) -> None:
     lines = example_run.stdout.splitlines()
     for number, line in enumerate(lines):
         command = shlex.split(line[2:]) if line.startswith("+ ") else []
-        creates = len(command) > 3 and "create" in command[:5] and command[1:3] != ["firestore", "indexes"]
+        # `services identity create` is idempotent (it returns the existing agent).
+        idempotent = command[1:3] in (["firestore", "indexes"], ["beta", "services"])
+        creates = len(command) > 3 and "create" in command[:5] and not idempotent
         if creates and command[1:4] != ["scheduler", "jobs", "create"]:
             assert lines[number - 1].startswith("# if absent ("), f"unguarded create: {line}"
 
@@ -282,3 +284,31 @@ def test_an_unsupported_tuning_region_stops_the_deploy_with_the_list(tmp_path: P
     assert result.returncode == 2
     assert "does not offer Gemini supervised tuning" in result.stderr and "europe-west4" in result.stderr
     assert result.commands == []
+
+
+def test_the_tuning_agent_is_granted_in_a_second_step_that_never_fails_on_a_missing_agent(
+    example_run: DryRun, tmp_path: Path
+) -> None:
+    out = example_run.stdout
+    second = out.index("# === second step: the Vertex AI tuning service agent")
+    assert "gcp-sa-vertex-tune" not in out[: out.index("# === function source")]
+    tail = [shlex.split(line[2:]) for line in out[second:].splitlines() if line.startswith("+ ")]
+    assert tail[0][:5] == ["gcloud", "beta", "services", "identity", "create"]
+    assert any("gcp-sa-vertex-tune" in (flag(c, "member") or "") for c in tail)
+    # Run for real against a gcloud that answers like Google does before the first tuning job.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "gcloud").write_text(
+        '#!/bin/sh\ncase "$*" in *gcp-sa-vertex-tune*) echo "ERROR: (gcloud) INVALID_ARGUMENT: Service account'
+        ' service-1@gcp-sa-vertex-tune.iam.gserviceaccount.com does not exist." >&2; exit 1;; esac\nexit 0\n'
+    )
+    (fake_bin / "gcloud").chmod(0o755)
+    member = "serviceAccount:service-1@gcp-sa-vertex-tune.iam.gserviceaccount.com"
+    proc = subprocess.run(
+        ["bash", str(GCP / "grant-tuning-agent.sh"), "--project", "p1", "--bucket", "b1",
+         "--grant", f"{member}=roles/storage.objectViewer"],
+        capture_output=True, text=True, env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"},
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "run this step again" in proc.stdout and "first tuning job" in proc.stdout

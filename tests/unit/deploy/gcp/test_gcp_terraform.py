@@ -246,3 +246,13 @@ def test_the_poller_is_internal_only(evaluate_config) -> None:
     functions = evaluate_config("local.functions", EXAMPLE_VARS)
     assert functions["poller"]["ingress"] == "ALLOW_INTERNAL_ONLY"
     assert {f["ingress"] for k, f in functions.items() if k != "api"} == {"ALLOW_INTERNAL_ONLY"}
+
+
+def test_terraform_grants_the_tuning_agent_only_through_the_second_step(module) -> None:
+    datasets = resource(module, "google_storage_bucket_iam_member.datasets")
+    assert (
+        'g.principal != \\"tuning_agent\\"' in datasets["for_each"]
+        or 'g.principal != "tuning_agent"' in datasets["for_each"]
+    )
+    step = resource(module, "terraform_data.tuning_agent")
+    assert "grant-tuning-agent.sh" in str(step) and "tuning_agent_grants" in str(step)
