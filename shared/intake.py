@@ -65,6 +65,7 @@ from shared.submission import SubmitStep, submit_tuning_job
 from shared.tuning_config import (
     LINEAGE_RE,
     TuningConfig,
+    check_service_account,
     load_defaults,
     object_path_problem,
     render_display_name,
@@ -245,6 +246,7 @@ def _plan(
         if defaults is None and settings.defaults_file:
             defaults = load_defaults(settings.defaults_file, blobs)
         config = resolve_config(blobs, event.bucket, event.name, prefix, defaults)
+        check_service_account(config, settings.tuning_service_accounts)
     except TuningConfigError as exc:
         problems = tuple(exc.problems)
     if config is not None and config.validation_dataset is not None:

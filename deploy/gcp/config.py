@@ -324,6 +324,7 @@ class DeploymentVars:
     api_audience: str = ""
     api_invokers: tuple[str, ...] = ()
     api_cancel_principals: tuple[str, ...] = ()
+    tuning_service_accounts: tuple[str, ...] = ()
     grant_tuning_agent_bucket_read: bool = True
     default_base_model: str = "gemini-2.5-flash"
     default_epochs: int | None = None
@@ -408,6 +409,9 @@ class DeploymentVars:
         for email in self.api_cancel_principals:
             if "@" not in email or ":" in email or "," in email:
                 raise bad("api_cancel_principals", f"{email!r}: plain e-mail addresses, no 'user:' prefix")
+        for email in self.tuning_service_accounts:
+            if not email.endswith(".gserviceaccount.com") or ":" in email or "," in email:
+                raise bad("tuning_service_accounts", f"{email!r}: service-account e-mails, no 'serviceAccount:' prefix")
         if self.default_adapter_size is not None and self.default_adapter_size not in (1, 2, 4, 8, 16):
             raise bad("default_adapter_size", "one of 1, 2, 4, 8, 16")
         for key, value in self.default_labels.items():
@@ -582,6 +586,7 @@ SETTINGS_SOURCES: Final[dict[str, str]] = {
     "api_token": "unset in GCP: the static token is for the local stack only; GCP uses OIDC",
     "api_audience": "var.api_audience, else the jobs API's cloudfunctions.net URL",
     "api_cancel_principals": "var.api_cancel_principals (comma-joined)",
+    "tuning_service_accounts": "var.tuning_service_accounts (comma-joined)",
     "log_level": "var.log_level (unset: Settings default)",
 }
 """Where each Settings field's value comes from in GCP. A test fails when a field is missing here."""
@@ -614,6 +619,8 @@ def function_env(plan: DeploymentVars) -> dict[str, str]:
     }
     if plan.api_cancel_principals:
         env["SFTPILOT_API_CANCEL_PRINCIPALS"] = ",".join(plan.api_cancel_principals)
+    if plan.tuning_service_accounts:
+        env["SFTPILOT_TUNING_SERVICE_ACCOUNTS"] = ",".join(plan.tuning_service_accounts)
     for name in _OPTIONAL_SETTINGS:
         value = getattr(plan, name)
         if value is not None:
@@ -731,8 +738,15 @@ def grants(plan: DeploymentVars, project_number: str) -> list[Grant]:
     out: list[Grant] = []
     for row in roles_table()["grants"]:
         title, expression = cond[row["condition"]] if row["condition"] else (None, None)
-        for member in who[row["principal"]]:
-            out.append(Grant(row["principal"], member, row["role"], row["on"], title, expression))
+        # "tuning_service_accounts" is one grant per listed account: on "service_account:EMAIL".
+        targets = (
+            [f"service_account:{sa}" for sa in plan.tuning_service_accounts]
+            if row["on"] == "tuning_service_accounts"
+            else [row["on"]]
+        )
+        for on in targets:
+            for member in who[row["principal"]]:
+                out.append(Grant(row["principal"], member, row["role"], on, title, expression))
     return out
 
 

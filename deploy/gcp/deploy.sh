@@ -195,6 +195,7 @@ grant() {
     sources_bucket) command=(gcloud storage buckets add-iam-policy-binding "gs://$SOURCE_BUCKET" --condition="$condition") ;;
     events_topic) command=(gcloud pubsub topics add-iam-policy-binding "$VAR_EVENTS_TOPIC") ;;
     dead_letter_topic) command=(gcloud pubsub topics add-iam-policy-binding "$DEAD_LETTER_TOPIC") ;;
+    service_account:*) command=(gcloud iam service-accounts add-iam-policy-binding "${on#service_account:}") ;;
     function:*)
       local key=${on#function:} name_var
       name_var=FN_${key^^}_NAME
@@ -202,7 +203,7 @@ grant() {
       ;;
     *) die "roles.json: grant $i targets '$on', which deploy.sh does not know" ;;
   esac
-  if [[ $on == *_topic || $on == function:* ]] && [[ $condition != None ]]; then
+  if [[ $on == *_topic || $on == function:* || $on == service_account:* ]] && [[ $condition != None ]]; then
     die "roles.json: conditions are only supported on the project and buckets (grant $i on $on)"
   fi
   command+=(--member="$member" --role="$role" --format=none "${P[@]}")
@@ -291,8 +292,11 @@ step "second step: the Vertex AI tuning service agent (grant-tuning-agent.sh)"
 tuning_agent=(bash "$HERE/grant-tuning-agent.sh" --project "$VAR_PROJECT" --bucket "$VAR_BUCKET")
 for i in "${!GRANT_ROLES[@]}"; do
   if [[ ${GRANT_PRINCIPALS[$i]} == tuning_agent ]]; then
-    [[ ${GRANT_ON[$i]} == datasets_bucket ]] || die "roles.json: tuning_agent grants are only supported on datasets_bucket"
-    tuning_agent+=(--grant "${GRANT_MEMBERS[$i]}=${GRANT_ROLES[$i]}")
+    case ${GRANT_ON[$i]} in
+      datasets_bucket) tuning_agent+=(--grant "${GRANT_MEMBERS[$i]}=${GRANT_ROLES[$i]}") ;;
+      service_account:*) tuning_agent+=(--sa-grant "${GRANT_ON[$i]#service_account:},${GRANT_MEMBERS[$i]}=${GRANT_ROLES[$i]}") ;;
+      *) die "roles.json: tuning_agent grants are only supported on datasets_bucket and tuning_service_accounts" ;;
+    esac
   fi
 done
 if [[ $DRY_RUN == 1 ]]; then tuning_agent+=(--dry-run); fi

@@ -12,7 +12,10 @@
 # it grants what it can and says to run it again (or rerun deploy.sh / terraform apply) after the
 # first tuning job. Both deployment paths run it; it is idempotent.
 #
-#   grant-tuning-agent.sh --project P --bucket B [--grant MEMBER=ROLE ...] [--dry-run]
+#   grant-tuning-agent.sh --project P --bucket B [--grant MEMBER=ROLE ...]
+#       [--sa-grant SERVICE_ACCOUNT_EMAIL,MEMBER=ROLE ...] [--dry-run]
+#
+# --grant binds on the dataset bucket; --sa-grant on a custom tuning service account.
 set -euo pipefail
 
 die() {
@@ -29,17 +32,18 @@ show() {
 note() { printf '# %s\n' "$*"; }
 
 PROJECT="" BUCKET="" DRY_RUN=0
-GRANTS=()
+GRANTS=() SA_GRANTS=()
 while (($#)); do
   case $1 in
     --dry-run) DRY_RUN=1 && shift && continue ;;
-    --project | --bucket | --grant) (($# >= 2)) || die "$1 needs a value" ;;
+    --project | --bucket | --grant | --sa-grant) (($# >= 2)) || die "$1 needs a value" ;;
     *) die "unknown argument: $1" ;;
   esac
   case $1 in
     --project) PROJECT=$2 ;;
     --bucket) BUCKET=$2 ;;
     --grant) GRANTS+=("$2") ;;
+    --sa-grant) SA_GRANTS+=("$2") ;;
   esac
   shift 2
 done
@@ -53,11 +57,22 @@ if [[ $DRY_RUN == 0 ]] && ! "${identity[@]}"; then
 fi
 
 missing=0
+commands=()
 for grant in "${GRANTS[@]}"; do
   member=${grant%=*} role=${grant##*=}
   [[ -n $member && $role == roles/* ]] || die "--grant must be MEMBER=ROLE, got $grant"
-  command=(gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" --member="$member" --role="$role"
-    --format=none --project="$PROJECT")
+  commands+=("gcloud storage buckets add-iam-policy-binding gs://$BUCKET --member=$member --role=$role")
+done
+for grant in "${SA_GRANTS[@]}"; do
+  account=${grant%%,*} rest=${grant#*,}
+  member=${rest%=*} role=${rest##*=}
+  [[ $account == *@* && -n $member && $role == roles/* ]] || die "--sa-grant must be EMAIL,MEMBER=ROLE, got $grant"
+  commands+=("gcloud iam service-accounts add-iam-policy-binding $account --member=$member --role=$role")
+done
+for line in "${commands[@]}"; do
+  read -ra command <<<"$line"
+  command+=(--format=none --project="$PROJECT")
+  member=${line#*--member=} member=${member%% *}
   show "${command[@]}"
   if [[ $DRY_RUN == 1 ]]; then continue; fi
   if ! err=$("${command[@]}" 2>&1 >/dev/null); then
@@ -72,6 +87,9 @@ for grant in "${GRANTS[@]}"; do
 done
 if ((missing)); then
   note "After the first tuning job has started, run this step again:"
-  note "  bash deploy/gcp/grant-tuning-agent.sh --project $PROJECT --bucket $BUCKET$(printf ' --grant %q' "${GRANTS[@]}")"
+  again="bash deploy/gcp/grant-tuning-agent.sh --project $PROJECT --bucket $BUCKET"
+  for grant in "${GRANTS[@]}"; do again+=" --grant $(printf '%q' "$grant")"; done
+  for grant in "${SA_GRANTS[@]}"; do again+=" --sa-grant $(printf '%q' "$grant")"; done
+  note "  $again"
   note "(or rerun deploy.sh / terraform apply)."
 fi

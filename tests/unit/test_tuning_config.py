@@ -275,3 +275,26 @@ def test_load_defaults_reads_local_and_gs_files(tmp_path):
     with pytest.raises(TuningConfigError) as info:
         load_defaults(str(tmp_path / "missing.yaml"))
     assert "cannot read" in info.value.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("account", "allowed", "ok"),
+    [
+        (None, (), True),
+        ("a@p.iam.gserviceaccount.com", ("a@p.iam.gserviceaccount.com",), True),
+        ("a@p.iam.gserviceaccount.com", (), False),
+        ("b@p.iam.gserviceaccount.com", ("a@p.iam.gserviceaccount.com",), False),
+    ],
+)
+def test_service_account_allow_list(account, allowed, ok):
+    from shared.tuning_config import TuningConfig, check_service_account
+
+    config = TuningConfig(service_account=account)
+    if ok:
+        check_service_account(config, allowed)
+        return
+    with pytest.raises(TuningConfigError) as caught:
+        check_service_account(config, allowed)
+    [problem] = caught.value.problems
+    assert problem.path == "service_account"
+    assert account in problem.message and "SFTPILOT_TUNING_SERVICE_ACCOUNTS" in problem.message

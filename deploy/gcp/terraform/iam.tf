@@ -52,6 +52,16 @@ resource "google_pubsub_topic_iam_member" "events" {
   depends_on = [google_service_account.sa]
 }
 
+# roles on the custom tuning service accounts (tuning_service_accounts); the tuning agent's own
+# grants there are part of the second step below, like its bucket grant.
+resource "google_service_account_iam_member" "tuning_service_accounts" {
+  for_each           = { for k, g in local.grants : k => g if startswith(g.on, "service_account:") && g.principal != "tuning_agent" }
+  service_account_id = "projects/${var.project}/serviceAccounts/${trimprefix(each.value.on, "service_account:")}"
+  role               = each.value.role
+  member             = each.value.member
+  depends_on         = [google_service_account.sa]
+}
+
 resource "google_pubsub_topic_iam_member" "dead_letter" {
   for_each = { for k, g in local.grants : k => g if g.on == "dead_letter_topic" }
   project  = var.project
@@ -118,7 +128,7 @@ resource "terraform_data" "tuning_agent" {
     interpreter = ["bash", "-c"]
     command = join(" ", concat(
       ["bash", "${path.module}/../grant-tuning-agent.sh", "--project", var.project, "--bucket", var.bucket],
-      flatten([for g in local.tuning_agent_grants : ["--grant", "${g.member}=${g.role}"]]),
+      flatten([for g in local.tuning_agent_grants : g.on == "datasets_bucket" ? ["--grant", "${g.member}=${g.role}"] : ["--sa-grant", "${trimprefix(g.on, "service_account:")},${g.member}=${g.role}"]]),
     ))
   }
 

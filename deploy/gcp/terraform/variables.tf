@@ -206,6 +206,12 @@ variable "api_cancel_principals" {
   default     = []
 }
 
+variable "tuning_service_accounts" {
+  description = "Service accounts a tuning.yaml may name as service_account (the functions get actAs on them)."
+  type        = list(string)
+  default     = []
+}
+
 variable "grant_tuning_agent_bucket_read" {
   description = "Let the Vertex AI fine-tuning service agent read the bucket (it exists after the project's first tuning job)."
   type        = bool

@@ -241,6 +241,7 @@ ALLOWED_ROLES = {
     "roles/run.invoker",
     "roles/run.builder",
     "roles/iam.serviceAccountTokenCreator",
+    "roles/iam.serviceAccountUser",  # only on the listed custom tuning service accounts
 }
 PROJECT_WIDE = {
     ("upload", "roles/aiplatform.user"),

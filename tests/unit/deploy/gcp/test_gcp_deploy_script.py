@@ -152,11 +152,35 @@ def _binding_target(command: list[str], plan: config.DeploymentVars) -> str:
         case ["pubsub", "subscriptions"]:
             assert resource == f"SUBSCRIPTION_OF_{plan.name_prefix}-upload"
             return "upload_trigger_subscription"
+        case ["iam", "service-accounts"]:
+            assert resource in plan.tuning_service_accounts
+            return f"service_account:{resource}"
     raise AssertionError(f"unexpected IAM command {command}")
 
 
 def test_iam_bindings_are_exactly_the_role_table(example_run: DryRun) -> None:
-    plan = load_vars(EXAMPLE_VARS)
+    _assert_bindings_are_the_role_table(example_run, load_vars(EXAMPLE_VARS))
+
+
+def test_custom_tuning_service_accounts_get_exactly_their_grants(tmp_path: Path, variant_vars: Path) -> None:
+    result = dry_run(tmp_path, variant_vars)
+    assert result.returncode == 0, result.stderr
+    plan = load_vars(variant_vars)
+    _assert_bindings_are_the_role_table(result, plan)
+    on_account = {
+        (flag(c, "member"), flag(c, "role"))
+        for c in result.commands
+        if c[1:4] == ["iam", "service-accounts", "add-iam-policy-binding"]
+    }
+    assert on_account == {
+        (f"serviceAccount:{plan.service_account_email('upload')}", "roles/iam.serviceAccountUser"),
+        (f"serviceAccount:{plan.service_account_email('poller')}", "roles/iam.serviceAccountUser"),
+    }
+    env = yaml.safe_load((result.build_dir / "env.yaml").read_text())
+    assert env["SFTPILOT_TUNING_SERVICE_ACCOUNTS"] == "tuner@acme-ml-prod.iam.gserviceaccount.com"
+
+
+def _assert_bindings_are_the_role_table(example_run: DryRun, plan: config.DeploymentVars) -> None:
     applied = set()
     for command in example_run.commands:
         if "add-iam-policy-binding" not in command:

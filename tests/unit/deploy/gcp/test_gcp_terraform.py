@@ -102,11 +102,15 @@ def test_every_iam_resource_is_additive_and_driven_by_local_grants(module) -> No
         targets = re.findall(r'g\.on == \\?"([^"\\]+)', body["for_each"])
         if 'startswith(g.on, "function:")' in body["for_each"]:
             targets.append("function:*")
+        if 'startswith(g.on, "service_account:")' in body["for_each"]:
+            targets.append("tuning_service_accounts")
         assert targets, f"{address} must filter local.grants by target"
         handled.update(targets)
     dead_letter = resource(module, "terraform_data.upload_dead_letter")
     assert "subscription_grants" in str(dead_letter)
     handled.add("upload_trigger_subscription")
+    step = resource(module, "terraform_data.tuning_agent")
+    assert "--sa-grant" in str(step) and "--grant" in str(step)
     for grant in config.roles_table()["grants"]:
         target = "function:*" if grant["on"].startswith("function:") else grant["on"]
         assert target in handled, f"roles.json grants on {grant['on']!r} but no Terraform resource applies it"
@@ -186,7 +190,8 @@ def test_terraform_grants_stay_within_the_role_table(variant_vars, evaluate_conf
         grants = evaluate_config("local.grants", vars_file)
         assert grants
         for grant in grants.values():
-            assert (grant["principal"], grant["role"], grant["on"]) in table
+            on = "tuning_service_accounts" if grant["on"].startswith("service_account:") else grant["on"]
+            assert (grant["principal"], grant["role"], on) in table
             assert grant["member"].lower() not in ("allusers", "allauthenticatedusers")
 
 
