@@ -215,7 +215,7 @@ for i in "${!GRANT_ROLES[@]}"; do
   # The tuning agent's grants are the second step (grant-tuning-agent.sh, at the end).
   if [[ ${GRANT_PRINCIPALS[$i]} == tuning_agent ]]; then continue; fi
   case ${GRANT_ON[$i]} in
-    function:* | upload_trigger_subscription) ;;
+    function:* | *_trigger_subscription) ;;
     *) grant "$i" ;;
   esac
 done
@@ -259,17 +259,20 @@ for i in "${!GRANT_ROLES[@]}"; do
   if [[ ${GRANT_ON[$i]} == function:* ]]; then grant "$i"; fi
 done
 
-step "dead-letter policy of the upload trigger"
-dead_letter=(bash "$HERE/attach-dead-letter.sh" --project "$VAR_PROJECT" --region "$VAR_REGION"
-  --function "$FN_UPLOAD_NAME" --dead-letter-topic "projects/$VAR_PROJECT/topics/$DEAD_LETTER_TOPIC"
-  --max-attempts "$VAR_DEAD_LETTER_MAX_ATTEMPTS")
-for i in "${!GRANT_ROLES[@]}"; do
-  if [[ ${GRANT_ON[$i]} == upload_trigger_subscription ]]; then
-    dead_letter+=(--grant "${GRANT_MEMBERS[$i]}=${GRANT_ROLES[$i]}")
-  fi
+step "dead-letter policies of the upload and completion triggers"
+for key in upload completion; do
+  name_var=FN_${key^^}_NAME
+  dead_letter=(bash "$HERE/attach-dead-letter.sh" --project "$VAR_PROJECT" --region "$VAR_REGION"
+    --function "${!name_var}" --dead-letter-topic "projects/$VAR_PROJECT/topics/$DEAD_LETTER_TOPIC"
+    --max-attempts "$VAR_DEAD_LETTER_MAX_ATTEMPTS")
+  for i in "${!GRANT_ROLES[@]}"; do
+    if [[ ${GRANT_ON[$i]} == "${key}_trigger_subscription" ]]; then
+      dead_letter+=(--grant "${GRANT_MEMBERS[$i]}=${GRANT_ROLES[$i]}")
+    fi
+  done
+  if [[ $DRY_RUN == 1 ]]; then dead_letter+=(--dry-run); fi
+  "${dead_letter[@]}"
 done
-if [[ $DRY_RUN == 1 ]]; then dead_letter+=(--dry-run); fi
-"${dead_letter[@]}"
 
 step "Cloud Scheduler"
 if [[ $DRY_RUN == 1 ]]; then

@@ -80,19 +80,25 @@ resource "google_cloud_run_service_iam_member" "invokers" {
   member   = each.value.member
 }
 
-# Eventarc creates the upload trigger's Pub/Sub subscription itself, and neither the functions
-# API nor the Terraform provider can give it a dead-letter policy. The same script deploy.sh
-# uses attaches it after the function exists (needs gcloud where Terraform runs).
+# Eventarc creates each trigger's Pub/Sub subscription itself, and neither the functions API nor
+# the Terraform provider can give it a dead-letter policy. The same script deploy.sh uses attaches
+# it to the upload and the completion trigger after the function exists (needs gcloud where
+# Terraform runs).
 locals {
-  subscription_grants = [for g in values(local.grants) : g if g.on == "upload_trigger_subscription"]
+  dead_lettered = ["upload", "completion"]
+  subscription_grants = {
+    for key in local.dead_lettered :
+    key => [for g in values(local.grants) : g if g.on == "${key}_trigger_subscription"]
+  }
 }
 
-resource "terraform_data" "upload_dead_letter" {
+resource "terraform_data" "dead_letter" {
+  for_each = toset(local.dead_lettered)
   triggers_replace = [
-    google_cloudfunctions2_function.fn["upload"].event_trigger[0].trigger,
+    google_cloudfunctions2_function.fn[each.key].event_trigger[0].trigger,
     google_pubsub_topic.dead_letter.id,
     var.dead_letter_max_attempts,
-    local.subscription_grants,
+    local.subscription_grants[each.key],
   ]
 
   provisioner "local-exec" {
@@ -102,11 +108,11 @@ resource "terraform_data" "upload_dead_letter" {
         "bash", "${path.module}/../attach-dead-letter.sh",
         "--project", var.project,
         "--region", var.region,
-        "--function", google_cloudfunctions2_function.fn["upload"].name,
+        "--function", google_cloudfunctions2_function.fn[each.key].name,
         "--dead-letter-topic", google_pubsub_topic.dead_letter.id,
         "--max-attempts", tostring(var.dead_letter_max_attempts),
       ],
-      flatten([for g in local.subscription_grants : ["--grant", "${g.member}=${g.role}"]]),
+      flatten([for g in local.subscription_grants[each.key] : ["--grant", "${g.member}=${g.role}"]]),
     ))
   }
 
@@ -133,4 +139,10 @@ resource "terraform_data" "tuning_agent" {
   }
 
   depends_on = [google_storage_bucket.datasets, google_project_service.apis]
+}
+
+# The upload trigger's dead-letter step used to be a single resource.
+moved {
+  from = terraform_data.upload_dead_letter
+  to   = terraform_data.dead_letter["upload"]
 }

@@ -150,8 +150,8 @@ def _binding_target(command: list[str], plan: config.DeploymentVars) -> str:
         case ["run", "services"]:
             return f"function:{functions[resource]}"
         case ["pubsub", "subscriptions"]:
-            assert resource == f"SUBSCRIPTION_OF_{plan.name_prefix}-upload"
-            return "upload_trigger_subscription"
+            key = {f"SUBSCRIPTION_OF_{plan.name_prefix}-{k}": k for k in ("upload", "completion")}[resource]
+            return f"{key}_trigger_subscription"
         case ["iam", "service-accounts"]:
             assert resource in plan.tuning_service_accounts
             return f"service_account:{resource}"
@@ -222,11 +222,12 @@ def test_scheduler_calls_the_poller_with_oidc(example_run: DryRun) -> None:
     assert flag(command, "schedule") == "* * * * *"
 
 
-def test_dead_letter_policy_is_attached_to_the_upload_trigger(example_run: DryRun) -> None:
-    (command,) = [c for c in example_run.commands if c[1:4] == ["pubsub", "subscriptions", "update"]]
-    assert command[4] == "SUBSCRIPTION_OF_sftpilot-upload"
-    assert flag(command, "dead-letter-topic") == "projects/acme-ml-prod/topics/sftpilot-uploads-dead-letter"
-    assert flag(command, "max-delivery-attempts") == "10"
+def test_dead_letter_policy_is_attached_to_the_upload_and_completion_triggers(example_run: DryRun) -> None:
+    updates = [c for c in example_run.commands if c[1:4] == ["pubsub", "subscriptions", "update"]]
+    assert [c[4] for c in updates] == ["SUBSCRIPTION_OF_sftpilot-upload", "SUBSCRIPTION_OF_sftpilot-completion"]
+    for command in updates:
+        assert flag(command, "dead-letter-topic") == "projects/acme-ml-prod/topics/sftpilot-uploads-dead-letter"
+        assert flag(command, "max-delivery-attempts") == "10"
 
 
 def test_variant_variables_flow_through(tmp_path: Path, variant_vars: Path) -> None:

@@ -106,9 +106,9 @@ def test_every_iam_resource_is_additive_and_driven_by_local_grants(module) -> No
             targets.append("tuning_service_accounts")
         assert targets, f"{address} must filter local.grants by target"
         handled.update(targets)
-    dead_letter = resource(module, "terraform_data.upload_dead_letter")
+    dead_letter = resource(module, "terraform_data.dead_letter")
     assert "subscription_grants" in str(dead_letter)
-    handled.add("upload_trigger_subscription")
+    handled.update({"upload_trigger_subscription", "completion_trigger_subscription"})
     step = resource(module, "terraform_data.tuning_agent")
     assert "--sa-grant" in str(step) and "--grant" in str(step)
     for grant in config.roles_table()["grants"]:
