@@ -3,6 +3,8 @@
 One variables file configures a deployment: ``deploy/gcp/terraform/terraform.tfvars``. Terraform
 reads it natively; ``deploy.sh`` reads it through this module, which understands the literal
 subset of HCL a variables file uses (strings, numbers, booleans, null, lists, maps, comments).
+Why not python-hcl2: deploy.sh must run with only the core dependencies installed, and
+python-hcl2 is a test-only (``dev``) dependency; a test checks both parsers agree on the example.
 Everything both paths must agree on -- resource names, the functions' environment, the tuning
 defaults file, the IAM grants, the Firestore indexes -- is derived here and, independently, in
 ``terraform/config.tf`` from the same inputs. A test evaluates ``config.tf`` with

@@ -90,21 +90,6 @@ ensure() {
   fi
 }
 
-# Run a create command whose only idempotent form is "create, and accept ALREADY_EXISTS".
-run_allowing_exists() {
-  show "$@"
-  if [[ $DRY_RUN == 1 ]]; then return 0; fi
-  local err
-  if ! err=$("$@" 2>&1 >/dev/null); then
-    if grep -qiE 'ALREADY_EXISTS|already exists' <<<"$err"; then
-      note "already exists"
-    else
-      echo "$err" >&2
-      return 1
-    fi
-  fi
-}
-
 # IAM bindings right after creating a service account can fail until it propagates: retry.
 run_binding() {
   show "$@"
@@ -179,10 +164,35 @@ if [[ $VAR_CREATE_FIRESTORE_DATABASE == true ]]; then
     gcloud firestore databases create --database="$VAR_FIRESTORE_DATABASE" \
     --location="$FIRESTORE_LOCATION" --type=firestore-native "${P[@]}"
 fi
+# One index at a time, waiting for each (no --async): Firestore answers 409 ABORTED ("too much
+# contention" / another index operation running) to concurrent index builds, and ALREADY_EXISTS on
+# a rerun (https://cloud.google.com/firestore/docs/query-data/indexing#index_build_errors).
+create_index() {
+  show "$@"
+  if [[ $DRY_RUN == 1 ]]; then
+    note "(waits for the build; ALREADY_EXISTS is kept; 409/ABORTED/contention retried up to 6 times, 15 s, 30 s, 60 s...)"
+    return 0
+  fi
+  local attempt err delay=15
+  for attempt in 1 2 3 4 5 6; do
+    if err=$("$@" 2>&1 >/dev/null); then return 0; fi
+    if grep -qiE 'ALREADY_EXISTS|already exists' <<<"$err"; then
+      note "already exists"
+      return 0
+    fi
+    if ! grep -qiE '409|ABORTED|contention|concurrent|RESOURCE_EXHAUSTED|try again' <<<"$err" || ((attempt == 6)); then
+      echo "$err" >&2
+      return 1
+    fi
+    note "index build busy (attempt $attempt): retrying in $delay s"
+    sleep "$delay"
+    delay=$((delay * 2))
+  done
+}
 for field_configs in "${INDEX_FIELD_CONFIGS[@]}"; do
   read -ra flags <<<"$field_configs"
-  run_allowing_exists gcloud firestore indexes composite create --database="$VAR_FIRESTORE_DATABASE" \
-    --collection-group="$VAR_JOBS_COLLECTION" --query-scope=collection "${flags[@]}" --async "${P[@]}"
+  create_index gcloud firestore indexes composite create --database="$VAR_FIRESTORE_DATABASE" \
+    --collection-group="$VAR_JOBS_COLLECTION" --query-scope=collection "${flags[@]}" "${P[@]}"
 done
 
 # Grants on resources that exist now; invoker grants follow the functions.

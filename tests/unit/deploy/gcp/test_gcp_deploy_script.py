@@ -337,3 +337,12 @@ def test_the_tuning_agent_is_granted_in_a_second_step_that_never_fails_on_a_miss
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "run this step again" in proc.stdout and "first tuning job" in proc.stdout
+
+
+def test_indexes_are_built_one_at_a_time_tolerating_reruns_and_contention(example_run: DryRun) -> None:
+    creates = [c for c in example_run.commands if c[1:5] == ["firestore", "indexes", "composite", "create"]]
+    assert creates and not any("--async" in c for c in creates)  # each build is waited for
+    lines = example_run.stdout.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("+ gcloud firestore indexes composite create"):
+            assert "ALREADY_EXISTS is kept; 409/ABORTED/contention retried" in lines[number + 1]
