@@ -182,7 +182,8 @@ def needs_memory_filter(query: JobQuery) -> bool:
 
 
 def matches(record: JobRecord, query: JobQuery) -> bool:
-    """Every filter of ``query`` checked in memory."""
+    """Every filter of ``query`` checked in memory (filters beyond the one sent to Firestore,
+    and the single-generation lookup)."""
     if query.dataset is not None:
         uri = record.dataset.uri if "#" in query.dataset else record.dataset.gcs_uri
         if uri != query.dataset:
@@ -266,19 +267,6 @@ def _cursor_values(record: JobRecord, plan: QueryPlan) -> list[Any]:
         elif field == "queue_position":
             values.append(record.queue_position)
     return values
-
-
-def _matches_rest(record: JobRecord, query: JobQuery) -> bool:
-    """The filters of ``query`` checked in memory (for the single-generation lookup)."""
-    if record.dataset.uri != query.dataset:
-        return False
-    if query.statuses is not None and record.status not in query.statuses:
-        return False
-    if query.lineage is not None and record.lineage != query.lineage:
-        return False
-    if query.since is not None and record.created_at < query.since:
-        return False
-    return query.pending_outbox is None or record.has_pending_outbox == query.pending_outbox
 
 
 # --- the adapter --------------------------------------------------------------------------------
@@ -399,7 +387,7 @@ class FirestoreJobStore:
         except ValueError:
             return JobPage(records=[])  # not a well-formed generation URI: matches nothing
         record = self.get(job_id)
-        if record is None or not _matches_rest(record, query):
+        if record is None or not matches(record, query):
             return JobPage(records=[])
         return JobPage(records=[record])
 
