@@ -69,6 +69,7 @@ from shared.states import JobStatus
 from shared.submission import SubmitStep, submit_tuning_job
 from shared.tuning_config import (
     TuningConfig,
+    check_service_account,
     load_defaults,
     object_path_problem,
     render_display_name,
@@ -249,6 +250,7 @@ def _plan(
         if defaults is None and settings.defaults_file:
             defaults = load_defaults(settings.defaults_file, blobs)
         config = resolve_config(blobs, event.bucket, event.name, prefix, defaults)
+        check_service_account(config, settings.tuning_service_accounts)
     except TuningConfigError as exc:
         problems = tuple(exc.problems)
     if config is not None and config.validation_dataset is not None:

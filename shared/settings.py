@@ -71,6 +71,9 @@ class Settings:
     """Accepted audiences of OIDC tokens on the jobs API, comma-separated (its URL in GCP)."""
     api_cancel_principals: tuple[str, ...] = field(default_factory=tuple)
     """E-mails allowed to cancel jobs through the API; empty = nobody via OIDC."""
+    tuning_service_accounts: tuple[str, ...] = field(default_factory=tuple)
+    """Service accounts a tuning.yaml may name as ``service_account`` (comma-separated); the
+    deployment grants the job-creating functions actAs on exactly these. Empty = none allowed."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

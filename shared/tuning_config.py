@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import reprlib
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -348,6 +348,31 @@ def resolve_config(
     for layer in layers:
         merged = _merge(merged, layer.values)
     return _build(merged, [layer.source for layer in layers] or ["built-in defaults"])
+
+
+def check_service_account(config: TuningConfig, allowed: Sequence[str]) -> None:
+    """Refuse a ``service_account`` outside the deployment's allow-list, before submission.
+
+    Creating a job that runs as a custom service account needs ``iam.serviceAccounts.actAs`` on
+    it (TuningJob.serviceAccount, https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs),
+    and the deployment grants that only for ``SFTPILOT_TUNING_SERVICE_ACCOUNTS``: any other
+    account would fail at Vertex with a permission error.
+
+    Raises:
+        TuningConfigError: with path ``service_account`` and the reason.
+    """
+    account = config.service_account
+    if account is None or account.lower() in {a.lower() for a in allowed}:
+        return
+    listed = ", ".join(allowed) if allowed else "none"
+    problem = ConfigProblem(
+        "service_account",
+        f"{account!r} is not one of this deployment's tuning service accounts ({listed}); the functions "
+        "may only act as those (add it to tuning_service_accounts in the deployment variables, "
+        "SFTPILOT_TUNING_SERVICE_ACCOUNTS)",
+        "resolved config",
+    )
+    raise TuningConfigError("resolved config", [problem])
 
 
 def render_display_name(config: TuningConfig, *, lineage: str, name: str, generation: int, when: datetime) -> str:

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -146,19 +146,31 @@ class QueryPlan:
     """Explicit orderings, the document id (``__name__``) last as the tie-breaker."""
 
 
+SCAN_LIMIT: Final = 1000
+"""At most this many documents are read for one page when filters are applied in memory."""
+
+
 def plan_query(query: JobQuery) -> QueryPlan:
-    """Translate a JobQuery into filters and orderings (pure; no client needed)."""
-    equalities: list[tuple[str, str, Any]] = []
-    if query.statuses is not None:
-        values = sorted(s.value for s in query.statuses)
-        equalities.append(("status", "==", values[0]) if len(values) == 1 else ("status", "in", values))
-    if query.lineage is not None:
-        equalities.append(("lineage", "==", query.lineage))
+    """Translate a JobQuery into filters and orderings (pure; no client needed).
+
+    Only ONE equality filter goes to Firestore -- the most selective one the query has, in the
+    order dataset, lineage, status, pending_outbox -- so the composite indexes are one per
+    (field, ordering) instead of one per combination (each index costs on every record write).
+    The other filters are applied in memory by :meth:`FirestoreJobStore.query` on a bounded scan
+    (:data:`SCAN_LIMIT` documents a page); see :func:`needs_memory_filter`.
+    """
+    candidates: list[tuple[str, str, Any]] = []
     if query.dataset is not None:
         field = "dataset" if "#" in query.dataset else "dataset_object"
-        equalities.append((field, "==", query.dataset))
+        candidates.append((field, "==", query.dataset))
+    if query.lineage is not None:
+        candidates.append(("lineage", "==", query.lineage))
+    if query.statuses is not None:
+        values = sorted(s.value for s in query.statuses)
+        candidates.append(("status", "==", values[0]) if len(values) == 1 else ("status", "in", values))
     if query.pending_outbox is not None:
-        equalities.append(("pending_outbox", "==", bool(query.pending_outbox)))
+        candidates.append(("pending_outbox", "==", bool(query.pending_outbox)))
+    equalities = candidates[:1]
     range_filter = None if query.since is None else ("created_at", ">=", query.since)
     orders: list[IndexField]
     if query.order is QueryOrder.QUEUE_ORDER:
@@ -189,6 +201,28 @@ def composite_index_for(plan: QueryPlan) -> tuple[IndexField, ...] | None:
         return None
     index: tuple[IndexField, ...] = equality_fields + order_fields
     return index
+
+
+def needs_memory_filter(query: JobQuery) -> bool:
+    """True when the query has more equality filters than the one Firestore receives."""
+    present = (query.dataset, query.lineage, query.statuses, query.pending_outbox)
+    return sum(value is not None for value in present) > 1
+
+
+def matches(record: JobRecord, query: JobQuery) -> bool:
+    """Every filter of ``query`` checked in memory (filters beyond the one sent to Firestore,
+    and the single-generation lookup)."""
+    if query.dataset is not None:
+        uri = record.dataset.uri if "#" in query.dataset else record.dataset.gcs_uri
+        if uri != query.dataset:
+            return False
+    if query.statuses is not None and record.status not in query.statuses:
+        return False
+    if query.lineage is not None and record.lineage != query.lineage:
+        return False
+    if query.since is not None and record.created_at < query.since:
+        return False
+    return query.pending_outbox is None or record.has_pending_outbox == query.pending_outbox
 
 
 def is_single_generation(query: JobQuery) -> bool:
@@ -261,19 +295,6 @@ def _cursor_values(record: JobRecord, plan: QueryPlan) -> list[Any]:
         elif field == "queue_position":
             values.append(record.queue_position)
     return values
-
-
-def _matches_rest(record: JobRecord, query: JobQuery) -> bool:
-    """The filters of ``query`` checked in memory (for the single-generation lookup)."""
-    if record.dataset.uri != query.dataset:
-        return False
-    if query.statuses is not None and record.status not in query.statuses:
-        return False
-    if query.lineage is not None and record.lineage != query.lineage:
-        return False
-    if query.since is not None and record.created_at < query.since:
-        return False
-    return query.pending_outbox is None or record.has_pending_outbox == query.pending_outbox
 
 
 # --- the adapter --------------------------------------------------------------------------------
@@ -366,14 +387,23 @@ class FirestoreJobStore(EffectClaimStore):
         firestore_query = self.build_query(plan)
         if query.page_token:
             firestore_query = firestore_query.start_after(_decode_token(query.page_token, plan, query.order))
+        in_memory = needs_memory_filter(query)
+        scan = max(query.limit + 1, min(SCAN_LIMIT, 10 * (query.limit + 1))) if in_memory else query.limit + 1
         try:
-            snapshots = list(firestore_query.limit(query.limit + 1).stream())
+            snapshots = list(firestore_query.limit(scan).stream())
         except _TRANSIENT as exc:
             raise StoreUnavailableError("query", f"{type(exc).__name__}: {exc}") from exc
-        records = [decode_record(s.to_dict()) for s in snapshots[: query.limit]]
+        scanned = [decode_record(s.to_dict()) for s in snapshots]
+        matching = [r for r in scanned if matches(r, query)] if in_memory else scanned
+        records = matching[: query.limit]
         token = None
-        if len(snapshots) > query.limit and records:
+        if len(matching) > query.limit and records:
             last = records[-1]
+            token = _encode_token(query.order, _cursor_values(last, plan), last.id)
+        elif in_memory and len(snapshots) == scan and scanned:
+            # The scan bound was reached with fewer matches: a short page, continuing after
+            # the last document read (pages stay disjoint and complete, never longer than limit).
+            last = scanned[-1]
             token = _encode_token(query.order, _cursor_values(last, plan), last.id)
         return JobPage(records=records, next_page_token=token)
 
@@ -389,7 +419,7 @@ class FirestoreJobStore(EffectClaimStore):
         except ValueError:
             return JobPage(records=[])  # not a well-formed generation URI: matches nothing
         record = self.get(job_id)
-        if record is None or not _matches_rest(record, query):
+        if record is None or not matches(record, query):
             return JobPage(records=[])
         return JobPage(records=[record])
 

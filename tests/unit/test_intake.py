@@ -517,3 +517,24 @@ def test_an_unforeseen_error_after_submitting_is_left_for_the_poller_to_repair(h
     record = h.record(event)
     assert record.status is JobStatus.SUBMITTING and record.tuning_job is None
     assert h.publisher.published == []
+
+
+def test_a_service_account_outside_the_allow_list_is_rejected_before_submission():
+    h = Harness(tuning_service_accounts=("tuner@p.iam.gserviceaccount.com",))
+    h.blobs.put(BUCKET, "datasets/faq/tuning.yaml", b"service_account: intruder@p.iam.gserviceaccount.com\n")
+    outcome = h.deliver(h.upload("datasets/faq/v1.jsonl", examples(20)))
+    assert outcome.kind is IntakeOutcomeKind.REJECTED
+    body = h.publisher.published[0].data
+    jsonschema.validate(body, load_schema("dataset.rejected"))
+    [error] = body["config_errors"]
+    assert error["path"] == "service_account"
+    assert "intruder@p.iam.gserviceaccount.com" in error["message"] and "tuner@p" in error["message"]
+    assert h.tuning.calls["create_job"] == 0
+
+
+def test_an_allowed_service_account_reaches_vertex():
+    h = Harness(tuning_service_accounts=("tuner@p.iam.gserviceaccount.com",))
+    h.blobs.put(BUCKET, "datasets/faq/tuning.yaml", b"service_account: Tuner@p.iam.gserviceaccount.com\n")
+    outcome = h.deliver(h.upload("datasets/faq/v1.jsonl", examples(20)))
+    assert outcome.kind is not IntakeOutcomeKind.REJECTED, outcome.reason
+    assert h.tuning.calls["create_job"] == 1
