@@ -53,6 +53,7 @@ from typing import Any
 
 from shared.best_checkpoint import CheckpointChoice, best_answers, other_endpoints, score_checkpoints
 from shared.budget import record_actual_cost
+from shared.claims import DEFAULT_LEASE_SECONDS
 from shared.cleanup import (
     CleanupPolicy,
     CleanupReport,
@@ -99,7 +100,6 @@ from shared.ports import (
     TuningBackend,
 )
 from shared.records import JSON, JobRecord, to_rfc3339
-from shared.report_chart import build_rouge_figure, render_png
 from shared.retry import RetryPolicy, Sleep, call_with_retries
 from shared.settings import Settings
 from shared.smoke_test import (
@@ -172,7 +172,7 @@ class CompletionOptions:
     bucket: str
     """Where reports are written."""
     reports_prefix: str = "reports/"
-    lease_seconds: float = 600.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     operation_wait: OperationWait = field(default_factory=OperationWait)
     """How long one cleanup pass waits for an undeploy/delete operation before leaving it pending."""
@@ -654,6 +654,10 @@ def _write_reports(
     scores = result.scores()
     if options.compare_base:
         if "base" in scores and "tuned" in scores:
+            # Loaded here, not at module level: matplotlib is most of a cold start's imports and
+            # only a base-vs-tuned comparison draws a chart.
+            from shared.report_chart import build_rouge_figure, render_png  # noqa: PLC0415 - lazy: cold start
+
             title = f"{record.lineage}/{record.dataset.stem}: base vs tuned ROUGE"
             try:
                 ordered = {"base": scores["base"], "tuned": scores["tuned"]}  # grey base, blue tuned

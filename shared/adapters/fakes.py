@@ -24,9 +24,10 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import IO
+from datetime import datetime
+from typing import IO, TypeVar
 
+from shared.claims import DELETE, EffectClaimStore, EffectDoc, Write
 from shared.errors import (
     BlobNotFoundError,
     BlobReadError,
@@ -40,7 +41,6 @@ from shared.ports import (
     BlobInfo,
     DeployedModelRef,
     EffectClaim,
-    EffectState,
     EndpointInfo,
     GenerationRequest,
     GenerationResult,
@@ -176,20 +176,18 @@ class FakeBlobStore:
 # --- job store ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Effect:
-    state: EffectState
-    owner: str
-    expires_at: datetime | None
-    result: JSON | None = None
+T = TypeVar("T")
 
 
-class FakeJobStore:
-    """Records in a dict behind one lock (transactions are trivially serialisable here)."""
+class FakeJobStore(EffectClaimStore):
+    """Records in a dict behind one lock (transactions are trivially serialisable here).
+
+    Effect claims follow :class:`shared.claims.EffectClaimStore`'s rules (the same as Firestore's).
+    """
 
     def __init__(self) -> None:
         self._records: dict[str, JobRecord] = {}
-        self._effects: dict[str, _Effect] = {}
+        self._effects: dict[str, EffectDoc] = {}
         self._lock = threading.RLock()
         self.failures = FailureScript()
         self.reads = 0
@@ -249,41 +247,19 @@ class FakeJobStore:
         token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(rows) else None
         return JobPage(records=page, next_page_token=token)
 
-    def acquire_effect(self, effect_id: str, owner: str, lease_seconds: float, now: datetime) -> EffectClaim:
-        """Claim or report who has it."""
-        self.failures.check("acquire_effect")
+    def _apply_effect(self, operation: str, effect_id: str, decide: Callable[[EffectDoc | None], tuple[T, Write]]) -> T:
+        """One read-decide-write under the lock (a release is never scripted to fail)."""
+        if operation != "release_effect":
+            self.failures.check(operation)
         with self._lock:
-            existing = self._effects.get(effect_id)
-            expires = now + timedelta(seconds=lease_seconds)
-            if existing is None or (
-                existing.state is EffectState.IN_PROGRESS
-                and existing.expires_at is not None
-                and now >= existing.expires_at
-            ):
-                self._effects[effect_id] = _Effect(EffectState.IN_PROGRESS, owner, expires)
-                self.writes += 1
-                return EffectClaim(effect_id, EffectState.ACQUIRED, owner, expires)
-            return EffectClaim(
-                effect_id, existing.state, existing.owner, existing.expires_at, copy.deepcopy(existing.result)
-            )
-
-    def complete_effect(self, effect_id: str, owner: str, result: JSON) -> None:
-        """Mark done (only by the owner)."""
-        self.failures.check("complete_effect")
-        with self._lock:
-            existing = self._effects.get(effect_id)
-            if existing is None or existing.owner != owner:
-                raise RecordNotFoundError(f"effect {effect_id} owned by {owner}")
-            self._effects[effect_id] = _Effect(EffectState.COMPLETED, owner, None, copy.deepcopy(result))
-            self.writes += 1
-
-    def release_effect(self, effect_id: str, owner: str) -> None:
-        """Give the claim back."""
-        with self._lock:
-            existing = self._effects.get(effect_id)
-            if existing is not None and existing.owner == owner and existing.state is EffectState.IN_PROGRESS:
+            answer, write = decide(self._effects.get(effect_id))
+            if write == DELETE:
                 del self._effects[effect_id]
+            elif isinstance(write, EffectDoc):
+                self._effects[effect_id] = write
+            if write is not None:
                 self.writes += 1
+            return answer
 
     # test helpers
     def all(self) -> list[JobRecord]:

@@ -2,7 +2,8 @@
 
 The same class talks to real Vertex AI (``base_url=None``: Application Default Credentials)
 and to the local Vertex-compatible server (``base_url="http://127.0.0.1:8090"``: a fixed
-bearer token, exactly as in ``reference/google-genai-wire.md``); callers cannot tell them apart.
+bearer token and ``HttpOptions(base_url=...)``,
+https://googleapis.github.io/python-genai/genai.html#genai.types.HttpOptions); callers cannot tell them apart.
 
 Decisions:
 

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from shared.cleanup import OperationWait
 from shared.errors import CleanupPendingError
 from shared.events import EventType, build_event, job_event_data
-from shared.poller import tuning_view
 from shared.ports import OutgoingEvent, TuningJobSpec
 from shared.records import DatasetRef, JobRecord, new_record
 from shared.states import JobStatus, TuningState
 from shared.tuning_config import TuningConfig
+from shared.tuning_view import tuning_view
 
 from .harness import ANSWER, BUCKET, DEPLOYMENT, T0, Pipeline, examples, to_message
 

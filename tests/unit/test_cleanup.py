@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from helpers import T0
 
 from shared.adapters.fakes import FakeJobStore, FakeTuningBackend
 from shared.cleanup import (
@@ -24,13 +25,12 @@ from shared.cleanup import (
     traffic_split_without,
 )
 from shared.errors import CleanupPendingError, InvalidArgumentError, PermissionDeniedError, TransientBackendError
-from shared.poller import tuning_view
 from shared.ports import DeployedModelRef, TuningJobSpec
 from shared.records import DatasetRef, JobRecord
 from shared.retry import RetryPolicy
 from shared.states import JobStatus, TuningState
+from shared.tuning_view import tuning_view
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DEPLOYMENT = "sftpilot-test"
 FAST = RetryPolicy(attempts=3, initial_backoff_seconds=0.0)
 

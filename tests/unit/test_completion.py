@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
+from helpers import T0
 
 from shared.adapters.fakes import FakeBlobStore, FakeJobStore, FakePublisher, FakeTuningBackend
 from shared.cleanup import model_deleted_event_id
@@ -30,7 +31,6 @@ from shared.retry import RetryPolicy
 from shared.states import JobStatus, TuningState
 from shared.tuning_config import TuningConfig
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DEPLOYMENT = "sftpilot-test"
 BUCKET = "acme-datasets"
 GOOD = "Hi there! Click 'Forgot password'. — Acme Support"

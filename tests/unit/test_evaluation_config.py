@@ -8,10 +8,10 @@ from google.genai import _common, tunings
 
 from shared.adapters.vertex import VertexTuningBackend, job_from_wire
 from shared.errors import TuningConfigError
-from shared.poller import tuning_view
 from shared.ports import TuningJobSpec
 from shared.submission import build_spec
 from shared.tuning_config import TuningConfig, load_tuning_yaml
+from shared.tuning_view import tuning_view
 
 VALID = """
 evaluation_config:

@@ -36,8 +36,8 @@ def served(monkeypatch):
     )
     services.__dict__["jobs"] = jobs
     services.__dict__["tuning"] = tuning
-    monkeypatch.setattr(wiring, "_cached", services)
-    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/api.py"), "http")
+    wiring.install_services(services)
+    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/jobs_api.py"), "http")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
