@@ -578,6 +578,20 @@ class _Run:
                 raise _Pending(action, target, operation) from exc
         raise _Pending(action, target, operation)
 
+    def manages(self, info: ModelInfo, managed_by: str) -> bool:
+        """Record the label check; True when the model carries ``managed-by=<managed_by>``."""
+        label = info.labels.get(MANAGED_BY_LABEL)
+        if label != managed_by:
+            detail = f"model labelled {MANAGED_BY_LABEL}={label!r}, this deployment is {managed_by!r}: not touched"
+            self.step(Action.CHECK_LABELS, info.name, StepResult.SKIPPED, detail)
+            return False
+        self.step(Action.CHECK_LABELS, info.name, StepResult.DONE, f"{MANAGED_BY_LABEL}={managed_by}")
+        return True
+
+    def still_running(self, pending: _Pending, detail: str = "operation still running; the next pass polls it") -> None:
+        """Record an operation left running as a PENDING step carrying its name."""
+        self.steps.append(CleanupStep(pending.action, pending.target, StepResult.PENDING, detail, pending.operation))
+
     def traffic_split(self, ref: DeployedModelRef) -> dict[str, int] | None:
         try:
             endpoint = self.call(lambda: self.tuning.get_endpoint(ref.endpoint))
@@ -692,16 +706,8 @@ def retire_model(
                 run.delete_endpoint(endpoint)
             status = TargetStatus.WOULD_RETIRE if dry_run else TargetStatus.ALREADY_GONE
             return TargetOutcome(target, status, tuple(run.steps))
-        label = info.labels.get(MANAGED_BY_LABEL)
-        if label != managed_by:
-            run.step(
-                Action.CHECK_LABELS,
-                target.model,
-                StepResult.SKIPPED,
-                f"model labelled {MANAGED_BY_LABEL}={label!r}, this deployment is {managed_by!r}: not touched",
-            )
+        if not run.manages(replace(info, name=target.model), managed_by):
             return TargetOutcome(target, TargetStatus.NOT_MANAGED, tuple(run.steps))
-        run.step(Action.CHECK_LABELS, target.model, StepResult.DONE, f"{MANAGED_BY_LABEL}={managed_by}")
         action = Action.UNDEPLOY
         run.undeploy_all(info)
         action = Action.DELETE_ENDPOINT
@@ -710,15 +716,7 @@ def retire_model(
         action = Action.DELETE_MODEL
         run.delete_model(target.model)
     except _Pending as pending:
-        run.steps.append(
-            CleanupStep(
-                pending.action,
-                pending.target,
-                StepResult.PENDING,
-                "operation still running; the next pass polls it",
-                pending.operation,
-            )
-        )
+        run.still_running(pending)
         return TargetOutcome(target, TargetStatus.PENDING, tuple(run.steps))
     except Exception as exc:
         if is_retryable(exc):
@@ -763,20 +761,15 @@ def undeploy_endpoints(
     action = Action.CHECK_LABELS
     try:
         info = run.call(lambda: tuning.get_model(model))
-        label = info.labels.get(MANAGED_BY_LABEL)
-        if label != managed_by:
-            detail = f"model labelled {MANAGED_BY_LABEL}={label!r}, this deployment is {managed_by!r}: not touched"
-            run.step(Action.CHECK_LABELS, model, StepResult.SKIPPED, detail)
+        if not run.manages(replace(info, name=model), managed_by):
             return tuple(run.steps)
-        run.step(Action.CHECK_LABELS, model, StepResult.DONE, f"{MANAGED_BY_LABEL}={managed_by}")
         action = Action.UNDEPLOY
         run.undeploy_all(replace(info, deployments=tuple(d for d in info.deployments if d.endpoint in endpoints)))
         action = Action.DELETE_ENDPOINT
         for endpoint in endpoints:
             run.delete_endpoint(endpoint)
     except _Pending as still:
-        detail = "operation still running; the redelivery polls it"
-        run.steps.append(CleanupStep(still.action, still.target, StepResult.PENDING, detail, still.operation))
+        run.still_running(still, "operation still running; the redelivery polls it")
     except NotFoundError:
         run.step(action, model, StepResult.NOT_FOUND, "model already deleted")
     except Exception as exc:
