@@ -59,6 +59,7 @@ from shared.events import COMPLETION_EVENT_FOR_STATUS, EventType, event_id_for, 
 from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
 from shared.ports import Clock, JobQuery, JobStore, Publisher, QueryOrder, TuningBackend, TuningJob
+from shared.record_parts import RecordError, TuningView
 from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
 from shared.settings import Settings
 from shared.states import JobStatus, can_transition, status_for_tuning_state
@@ -192,49 +193,49 @@ class PollSummary:
 # --- pure planning: what a record should become (used outside and inside the transaction) -----
 
 
-def tuning_view(job: TuningJob) -> JSON:
-    """The JSON view of a tuning job stored as ``record.tuning`` (shape in the module docstring)."""
+def tuning_view(job: TuningJob) -> TuningView:
+    """The view of a tuning job stored as ``record.tuning`` (JSON shape in the module docstring)."""
     error: JSON | None = None
     if job.error_code is not None or job.error_message:
         error = {"code": job.error_code, "message": job.error_message or ""}
-    return {
-        "state": job.state.value,
-        "create_time": to_rfc3339(job.create_time),
-        "start_time": to_rfc3339(job.start_time),
-        "end_time": to_rfc3339(job.end_time),
-        "update_time": to_rfc3339(job.update_time),
-        "tuned_model": job.tuned_model,
-        "endpoint": job.endpoint,
-        "checkpoints": [
+    return TuningView(
+        state=job.state.value,
+        create_time=to_rfc3339(job.create_time),
+        start_time=to_rfc3339(job.start_time),
+        end_time=to_rfc3339(job.end_time),
+        update_time=to_rfc3339(job.update_time),
+        tuned_model=job.tuned_model,
+        endpoint=job.endpoint,
+        checkpoints=[
             {"checkpoint_id": c.checkpoint_id, "epoch": c.epoch, "step": c.step, "endpoint": c.endpoint}
             for c in job.checkpoints
         ],
-        "error": error,
-        "data_stats": job.data_stats,
-        "metrics": job.metrics,
-    }
+        error=error,
+        data_stats=job.data_stats,
+        metrics=job.metrics,
+    )
 
 
-def _is_older_than_stored(stored: JSON | None, job: TuningJob) -> bool:
+def _is_older_than_stored(stored: TuningView | None, job: TuningJob) -> bool:
     """True when ``job`` is an older observation than the one already stored (a racing poller)."""
     if not stored or job.update_time is None:
         return False
     try:
-        seen = from_rfc3339(stored.get("update_time"))
+        seen = from_rfc3339(stored.update_time)
     except (TypeError, ValueError):
         return False
     return seen is not None and job.update_time < seen
 
 
-def _record_error(status: JobStatus, view: JSON) -> JSON | None:
+def _record_error(status: JobStatus, view: TuningView) -> RecordError | None:
     """``record.error`` for a failed or expired job, in :class:`~shared.errors.ErrorInfo` shape."""
-    backend_error = view.get("error") or {}
+    backend_error = view.error or {}
     if status is JobStatus.FAILED:
         message = backend_error.get("message") or "the tuning job failed without an error message"
-        return {"code": TUNING_FAILED_CODE, "message": message, "details": {"rpc_code": backend_error.get("code")}}
+        return RecordError(code=TUNING_FAILED_CODE, message=message, details={"rpc_code": backend_error.get("code")})
     if status is JobStatus.EXPIRED:
         message = backend_error.get("message") or "the tuning job expired before it finished"
-        return {"code": TUNING_EXPIRED_CODE, "message": message, "details": {"rpc_code": backend_error.get("code")}}
+        return RecordError(code=TUNING_EXPIRED_CODE, message=message, details={"rpc_code": backend_error.get("code")})
     return None
 
 
@@ -276,11 +277,11 @@ def plan_vanished(record: JobRecord, job_name: str, now: datetime) -> JobRecord 
         JobStatus.VANISHED,
         now,
         note="tuning job not found",
-        error={
-            "code": TUNING_VANISHED_CODE,
-            "message": f"tuning job {job_name} was not found (NotFound): it was deleted outside sftpilot",
-            "details": {"tuning_job": job_name, "last_seen_state": (record.tuning or {}).get("state")},
-        },
+        error=RecordError(
+            code=TUNING_VANISHED_CODE,
+            message=f"tuning job {job_name} was not found (NotFound): it was deleted outside sftpilot",
+            details={"tuning_job": job_name, "last_seen_state": record.tuning.state if record.tuning else None},
+        ),
     )
 
 

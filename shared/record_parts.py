@@ -208,10 +208,10 @@ class CleanupRecord(Part):
 
     run: JSON | None = field(default=None, metadata=SPARSE)
     """The cleanup run this job triggered (``CleanupReport.to_dict``)."""
+    retired_by: str | None = field(default=None, metadata=SPARSE)
     retirement: JSON | None = field(default=None, metadata=SPARSE)
     """How another job's cleanup retired this job's model."""
     dry_run_retirement: JSON | None = field(default=None, metadata=SPARSE)
-    retired_by: str | None = field(default=None, metadata=SPARSE)
     skipped: str | None = field(default=None, metadata=SPARSE)
     event_id: str | None = field(default=None, metadata=SPARSE)
 

@@ -73,7 +73,7 @@ class Lineage:
         return record
 
     def model(self, record: JobRecord) -> str:
-        return str((record.tuning or {})["tuned_model"])
+        return str(record.tuning.tuned_model)
 
     def get(self, record: JobRecord) -> JobRecord:
         stored = self.jobs.get(record.id)
@@ -329,14 +329,14 @@ def test_run_cleanup_records_steps_on_both_records_and_stages_one_event_per_mode
     assert report.retired_models == [lin.model(v2), lin.model(v1)]
 
     old = lin.get(v1)
-    assert old.cleanup is not None and old.cleanup["retired_by"] == v3.id
-    assert old.cleanup["retirement"]["status"] == "retired"
-    assert [s["action"] for s in old.cleanup["retirement"]["steps"]][-1] == "delete_model"
+    assert old.cleanup is not None and old.cleanup.retired_by == v3.id
+    assert old.cleanup.retirement["status"] == "retired"
+    assert [s["action"] for s in old.cleanup.retirement["steps"]][-1] == "delete_model"
 
     new = lin.get(v3)
     assert new.cleanup is not None
-    assert new.cleanup["run"]["kept"] == [v3.id]
-    assert [t["job_id"] for t in new.cleanup["run"]["targets"]] == [v2.id, v1.id]
+    assert new.cleanup.run["kept"] == [v3.id]
+    assert [t["job_id"] for t in new.cleanup.run["targets"]] == [v2.id, v1.id]
     assert [e.event_id for e in new.outbox] == [
         model_deleted_event_id(v3.id, lin.model(v2)),
         model_deleted_event_id(v3.id, lin.model(v1)),
@@ -363,8 +363,8 @@ def test_dry_run_is_recorded_without_marking_anything_retired():
     plan = plan_retirement([v2, v1], v2, _policy(dry_run=True), DEPLOYMENT)
     run_cleanup(plan, jobs=lin.jobs, tuning=lin.tuning, clock=lambda: T0, event_id="e")
     old = lin.get(v1)
-    assert old.cleanup is not None and "retired_by" not in old.cleanup
-    assert old.cleanup["dry_run_retirement"]["status"] == "would_retire"
+    assert old.cleanup is not None and old.cleanup.retired_by is None
+    assert old.cleanup.dry_run_retirement["status"] == "would_retire"
     [entry] = lin.get(v2).outbox
     assert entry.payload["data"]["dry_run"] is True
     assert lin.model(v1) in lin.tuning.models
@@ -380,5 +380,5 @@ def test_foreign_models_get_no_event_and_no_retired_mark():
     run_cleanup(plan, jobs=lin.jobs, tuning=lin.tuning, clock=lambda: T0, event_id="e")
     assert lin.get(new).outbox == ()
     stored = lin.get(foreign)
-    assert stored.cleanup is not None and "retired_by" not in stored.cleanup
-    assert stored.cleanup["retirement"]["status"] == "not_managed"
+    assert stored.cleanup is not None and stored.cleanup.retired_by is None
+    assert stored.cleanup.retirement["status"] == "not_managed"
