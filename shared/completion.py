@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -52,6 +52,7 @@ from shared.events import EventType
 from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
 from shared.ports import BlobStore, Clock, EffectClaim, EffectState, JobStore, Publisher, TuningBackend
+from shared.record_parts import CleanupRecord, SmokeTestRecord, TuningView, part_dict
 from shared.records import JSON, JobRecord, to_rfc3339
 from shared.report_chart import build_rouge_figure, render_png
 from shared.retry import RetryPolicy, Sleep
@@ -289,10 +290,10 @@ def _record_smoke_test_disabled(ctx: _Context, record: JobRecord) -> bool:
     at = ctx.clock()
 
     def mutate(current: JobRecord) -> JobRecord | None:
-        if (current.smoke_test or {}).get("event_id") == event_id:
+        if current.smoke_test is not None and current.smoke_test.event_id == event_id:
             return None
         return current.with_changes(
-            at, smoke_test={"event_id": event_id, "skipped": "smoke_test.enabled is false", "passed": None}
+            at, smoke_test=SmokeTestRecord(event_id=event_id, skipped="smoke_test.enabled is false", passed=None)
         )
 
     return _update_and_tell(ctx.jobs, record.id, mutate)
@@ -303,11 +304,11 @@ def _smoke_test_under_claim(ctx: _Context, job_id: str, options: SmokeTestOption
     record = ctx.jobs.get(job_id)
     if record is None:  # pragma: no cover - records are never deleted by sftpilot
         raise RuntimeError(f"job record {job_id} disappeared")
-    previous = record.smoke_test or {}
-    if previous.get("event_id") == ctx.message.event_id and isinstance(previous.get("passed"), bool):
+    previous = record.smoke_test or SmokeTestRecord()
+    if previous.event_id == ctx.message.event_id and isinstance(previous.passed, bool):
         # A crash after RECORDED: the results and the staged event are on the record already.
         ctx.after_step(CompletionStep.RECORDED)
-        return bool(previous["passed"])
+        return bool(previous.passed)
 
     result = run_smoke_test(
         record, options=options, tuning=ctx.tuning, blobs=ctx.blobs, retry=ctx.options.retry, sleep=ctx.sleep
@@ -321,15 +322,15 @@ def _smoke_test_under_claim(ctx: _Context, job_id: str, options: SmokeTestOption
     event_id = f"{record.id}:smoke_test"
 
     def mutate(current: JobRecord) -> JobRecord | None:
-        if (current.smoke_test or {}).get("event_id") == ctx.message.event_id:
+        if current.smoke_test is not None and current.smoke_test.event_id == ctx.message.event_id:
             return None
         changes: dict[str, Any] = {"smoke_test": smoke}
         if policy.enabled and not result.passed:
-            changes["cleanup"] = {
-                **(current.cleanup or {}),
-                "skipped": "smoke test failed: older models of the lineage are kept",
-                "event_id": ctx.message.event_id,
-            }
+            changes["cleanup"] = replace(
+                current.cleanup or CleanupRecord(),
+                skipped="smoke test failed: older models of the lineage are kept",
+                event_id=ctx.message.event_id,
+            )
         updated = current.with_changes(tested_at, **changes)
         return stage_event(updated, event_type, data, event_id=event_id)
 
@@ -385,7 +386,7 @@ def _write_reports(
         "dataset": record.dataset.uri,
         "lineage": record.lineage,
         "tuning_job": record.tuning_job,
-        "tuned_model": (record.tuning or {}).get("tuned_model"),
+        "tuned_model": record.tuning.tuned_model if record.tuning else None,
         "base_model": result.base_model,
         "passed": result.passed,
         "reasons": result.reasons,
@@ -418,34 +419,37 @@ def _smoke_test_field(
     chart_uri: str | None,
     notes: list[str],
     tested_at: datetime,
-) -> JSON:
-    return {
-        "event_id": event_id,
-        "passed": result.passed,
-        "reasons": summary_reasons(result),
-        "prompt_source": result.selection.source.value,
-        "notes": [*result.selection.notes, *notes],
-        "prompts_total": result.prompts_total,
-        "prompts_passed": result.prompts_passed,
-        "prompts": [r.to_dict() for r in result.results],
-        "base_model": result.base_model,
-        "compared_with_base": bool(result.base_results),
-        "scores": result.scores_dict(),
-        "report_uri": report_uri,
-        "chart_uri": chart_uri,
-        "tested_at": to_rfc3339(tested_at),
-    }
+) -> SmokeTestRecord:
+    # Every key is written, also the None ones (a built part writes set sparse fields only).
+    return SmokeTestRecord.from_dict(
+        {
+            "event_id": event_id,
+            "passed": result.passed,
+            "reasons": summary_reasons(result),
+            "prompt_source": result.selection.source.value,
+            "notes": [*result.selection.notes, *notes],
+            "prompts_total": result.prompts_total,
+            "prompts_passed": result.prompts_passed,
+            "prompts": [r.to_dict() for r in result.results],
+            "base_model": result.base_model,
+            "compared_with_base": bool(result.base_results),
+            "scores": result.scores_dict(),
+            "report_uri": report_uri,
+            "chart_uri": chart_uri,
+            "tested_at": to_rfc3339(tested_at),
+        }
+    )
 
 
 def _smoke_event_data(
     record: JobRecord, result: SmokeTestResult, report_uri: str | None, chart_uri: str | None
 ) -> JSON:
-    tuning = record.tuning or {}
+    tuning = record.tuning or TuningView()
     return {
         "dataset": record.dataset.uri,
         "tuning_job": record.tuning_job,
-        "tuned_model": tuning.get("tuned_model"),
-        "endpoint": tuning.get("endpoint"),
+        "tuned_model": tuning.tuned_model,
+        "endpoint": tuning.endpoint,
         "passed": result.passed,
         "prompts_total": result.prompts_total,
         "prompts_passed": result.prompts_passed,
@@ -498,7 +502,7 @@ def _cleanup_under_claim(ctx: _Context, make_plan: Callable[[], RetirementPlan])
 
 
 def _failure_reason(record: JobRecord, message: CompletionMessage) -> str:
-    error = record.error or message.body.get("error") or {}
+    error = part_dict(record.error) or message.body.get("error") or {}
     text = error.get("message") if isinstance(error, dict) else None
     return f"job {record.status.value}: {text}" if text else f"job {record.status.value}"
 
@@ -538,10 +542,10 @@ def _handle_unsuccessful(ctx: _Context, record: JobRecord) -> CompletionOutcome:
     skipped = f"{reason}; nothing cleaned up (cleanup.on_failure is off)"
 
     def mutate(current: JobRecord) -> JobRecord | None:
-        cleanup = current.cleanup or {}
-        if cleanup.get("event_id") == message.event_id and cleanup.get("skipped") == skipped:
+        cleanup = current.cleanup or CleanupRecord()
+        if cleanup.event_id == message.event_id and cleanup.skipped == skipped:
             return None
-        return current.with_changes(at, cleanup={**cleanup, "skipped": skipped, "event_id": message.event_id})
+        return current.with_changes(at, cleanup=replace(cleanup, skipped=skipped, event_id=message.event_id))
 
     changed = _update_and_tell(ctx.jobs, record.id, mutate)
     kind = OutcomeKind.DONE if changed else OutcomeKind.DUPLICATE

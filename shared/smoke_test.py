@@ -32,9 +32,11 @@ from typing import Any, ClassVar, Protocol
 
 from shared.errors import BlobNotFoundError, ErrorInfo, is_retryable
 from shared.ports import BlobStore, GenerationRequest, GenerationResult, TuningBackend
+from shared.record_parts import ResolvedConfig, TuningView
 from shared.records import JSON, JobRecord
 from shared.retry import RetryPolicy, Sleep, call_with_retries
 from shared.scoring import RougeScores, mean_scores, rouge_scores
+from shared.tuning_config import DEFAULT_BASE_MODEL
 
 DEFAULT_PROMPT = "Say hello."
 MAX_STORED_CHARS = 2000
@@ -58,9 +60,9 @@ class SmokeTestOptions:
     timeout_seconds: float = 60.0
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> SmokeTestOptions:
-        """Read ``record.config["smoke_test"]`` (intake validated it; missing keys take defaults)."""
-        section = (config or {}).get("smoke_test") or {}
+    def from_config(cls, config: ResolvedConfig | Mapping[str, Any] | None) -> SmokeTestOptions:
+        """Read ``record.config.smoke_test`` (intake validated it; missing keys take defaults)."""
+        section = config.smoke_test if isinstance(config, ResolvedConfig) else (config or {}).get("smoke_test") or {}
         defaults = cls()
         return cls(
             enabled=bool(section.get("enabled", defaults.enabled)),
@@ -284,15 +286,13 @@ def prompt_from_example(example: Mapping[str, Any]) -> SmokePrompt | None:
 
 def validation_set_uri(record: JobRecord) -> str | None:
     """The validation set the intake resolved for this job (``gs://bucket/name``), if any."""
-    validation = record.validation or {}
-    nested = validation.get("validation_set")
+    nested = record.validation.validation_set if record.validation else None
     if isinstance(nested, Mapping) and isinstance(nested.get("uri"), str) and nested["uri"]:
         return str(nested["uri"])
-    config = record.config or {}
-    for key in ("validation_dataset_uri", "validation_dataset"):
-        value = config.get(key)
-        if isinstance(value, str) and value.startswith("gs://"):
-            return value
+    # ``validation_dataset`` is the config key (a ``validation_dataset_uri`` was never written).
+    value = record.config.validation_dataset if record.config else None
+    if isinstance(value, str) and value.startswith("gs://"):
+        return value
     return None
 
 
@@ -394,14 +394,14 @@ def targets_for(record: JobRecord, options: SmokeTestOptions) -> tuple[list[Smok
 
     Returns the targets and the problems found (no endpoint recorded = the test cannot pass).
     """
-    tuning = record.tuning or {}
-    endpoint = tuning.get("endpoint")
+    tuning = record.tuning or TuningView()
+    endpoint = tuning.endpoint
     if not isinstance(endpoint, str) or not endpoint:
         return [], ["no endpoint recorded for the tuned model"]
     targets = [SmokeTarget(TargetRole.TUNED, endpoint, "tuned")]
     if options.checkpoints:
         seen = {endpoint}
-        for checkpoint in tuning.get("checkpoints") or []:
+        for checkpoint in tuning.checkpoints or []:
             ckpt_endpoint = checkpoint.get("endpoint") if isinstance(checkpoint, Mapping) else None
             if isinstance(ckpt_endpoint, str) and ckpt_endpoint and ckpt_endpoint not in seen:
                 seen.add(ckpt_endpoint)
@@ -613,8 +613,8 @@ def run_smoke_test(
     retry = retry or RetryPolicy()
     selection = select_prompts(options, validation_uri=validation_set_uri(record), blobs=blobs)
     targets, problems = targets_for(record, options)
-    config = record.config or {}
-    base_model = str(config.get("base_model") or (record.tuning or {}).get("base_model") or "")
+    # The base model is the config's (what submission asked for); the tuning view never had one.
+    base_model = str((record.config.base_model if record.config else None) or DEFAULT_BASE_MODEL)
     budget = thinking_budget_for(base_model) if base_model else 0
     results = [
         run_prompt(i, p, t, tuning=tuning, options=options, thinking_budget=budget, retry=retry, sleep=sleep)
