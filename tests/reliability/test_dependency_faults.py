@@ -30,6 +30,7 @@ from shared.errors import (
 from shared.events import EventType
 from shared.intake import IntakeOutcomeKind
 from shared.ports import TuningJob, TuningJobSpec
+from shared.record_parts import part_dict
 from shared.states import JobStatus, TuningState
 from shared.upload_event import UploadEvent
 
@@ -473,8 +474,7 @@ def firestore_store(emulators, firestore_collections):
 
 @pytest.mark.integration
 def test_two_transactions_on_one_record_both_land_and_the_later_one_saw_the_earlier(firestore_store):
-    from shared.record_parts import part_dict
-from shared.records import DatasetRef, HistoryEntry, new_record, utcnow
+    from shared.records import DatasetRef, HistoryEntry, new_record, utcnow
 
     record = new_record(DatasetRef("b", "datasets/faq/v1.jsonl", 1, "faq"), utcnow())
     assert firestore_store.create(record)
