@@ -35,6 +35,7 @@ from shared.errors import (
 )
 from shared.logs import log_event
 from shared.ports import Clock, JobStore, TuningBackend
+from shared.record_parts import part_dict
 
 TokenVerifier = Callable[[str, list[str]], Mapping[str, Any]]
 """(token, accepted audiences) -> verified claims; raises ValueError when the token is not valid."""
@@ -177,7 +178,7 @@ class JobsApi:
             200,
             {
                 "job": jobs_service.summarize(result.record),
-                "cancel_request": result.record.cancel_request,
+                "cancel_request": part_dict(result.record.cancel_request),
                 "called_backend": result.called_backend,
             },
         )

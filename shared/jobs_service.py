@@ -16,6 +16,7 @@ from shared.errors import InvalidParameterError, JobNotCancellableError, RecordN
 from shared.events import EventType, job_event_data
 from shared.outbox import stage_event
 from shared.ports import Clock, JobPage, JobQuery, JobStore, TuningBackend
+from shared.record_parts import CancelRequest, TuningView
 from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
 from shared.states import JobStatus
 
@@ -127,7 +128,7 @@ def cancel_job(job_id: str, *, principal: str, jobs: JobStore, tuning: TuningBac
     if record.status not in CANCELLABLE:
         raise JobNotCancellableError(job_id, record.status.value)
     now = clock()
-    request: JSON = {"by": principal, "at": to_rfc3339(now)}
+    request = CancelRequest(by=principal, at=to_rfc3339(now))
     if record.status is JobStatus.QUEUED:
 
         def cancel_queued(current: JobRecord) -> JobRecord | None:
@@ -157,16 +158,16 @@ def cancel_job(job_id: str, *, principal: str, jobs: JobStore, tuning: TuningBac
 
 def summarize(record: JobRecord) -> JSON:
     """The stable list view (``sftpilot jobs list --json`` relies on these keys)."""
-    view = record.tuning or {}
-    smoke = record.smoke_test or {}
+    view = record.tuning or TuningView()
+    smoke = record.smoke_test
     return {
         "id": record.id,
         "status": record.status.value,
         "lineage": record.lineage,
         "dataset": record.dataset.uri,
         "tuning_job": record.tuning_job,
-        "tuned_model": view.get("tuned_model"),
-        "smoke_test": None if not smoke else ("passed" if smoke.get("passed") else "failed"),
+        "tuned_model": view.tuned_model,
+        "smoke_test": None if not smoke or not smoke.to_dict() else ("passed" if smoke.passed else "failed"),
         "created_at": to_rfc3339(record.created_at),
         "updated_at": to_rfc3339(record.updated_at),
     }

@@ -27,6 +27,7 @@ from deploy.local.stack import DEFAULT_MODEL_MAP, LocalStack, StackComponents
 from shared.cli.jobs_cmd import cleanup_summary, training_progress
 from shared.errors import NotFoundError, SftpilotError
 from shared.ports import JobQuery
+from shared.record_parts import part_dict
 from shared.records import JobRecord
 from shared.settings import Settings
 from shared.states import JobStatus
@@ -106,13 +107,13 @@ class DemoResult:
                 ended = record.status.value if record else "without a record"
                 found.append(f"{name} ended {ended}, expected {status.value}")
             elif status is JobStatus.SUCCEEDED:
-                smoke = record.smoke_test or {}
+                smoke = record.smoke_test
                 if not smoke:
                     found.append(f"{name} has no smoke-test result")
-                elif self.expect_smoke_pass and not smoke.get("passed"):
-                    found.append(f"{name} failed its smoke test: {'; '.join(smoke.get('reasons') or [])[:300]}")
+                elif self.expect_smoke_pass and not smoke.passed:
+                    found.append(f"{name} failed its smoke test: {'; '.join(smoke.reasons or [])[:300]}")
         v1 = by_name.get("support-bot/v1.jsonl")
-        v1_model = (v1.tuning or {}).get("tuned_model") if v1 else None
+        v1_model = v1.tuning.tuned_model if v1 and v1.tuning else None
         if self.expect_smoke_pass and v1_model and v1_model not in self.retired_models:
             found.append(f"v1's model {v1_model} was not retired after v2 passed")
         return found
@@ -154,16 +155,16 @@ def error_summary(validation: Mapping[str, Any], shown: int = 4) -> str:
 def describe(record: JobRecord) -> str:
     """One narration line for a record's current state."""
     parts = [record.status.value]
-    validation = record.validation or {}
+    validation = record.validation
     if validation and record.status in (JobStatus.REJECTED, JobStatus.QUEUED, JobStatus.SUBMITTING):
-        parts.append("valid" if validation.get("valid") else "invalid: " + error_summary(validation))
-    if record.status is JobStatus.RUNNING and (progress := training_progress(record.tuning)):
+        parts.append("valid" if validation.valid else "invalid: " + error_summary(validation.to_dict()))
+    if record.status is JobStatus.RUNNING and (progress := training_progress(part_dict(record.tuning))):
         parts.append(progress)
-    smoke = record.smoke_test or {}
+    smoke = record.smoke_test
     if smoke:
-        parts.append("smoke test " + ("PASSED" if smoke.get("passed") else "FAILED"))
+        parts.append("smoke test " + ("PASSED" if smoke.passed else "FAILED"))
     if record.cleanup:
-        parts.append("cleanup: " + cleanup_summary(record.cleanup))
+        parts.append("cleanup: " + cleanup_summary(record.cleanup.to_dict()))
     return "  ".join(parts)
 
 
@@ -177,7 +178,7 @@ def _finished(record: JobRecord) -> bool:
     smoke = record.smoke_test
     if not smoke:
         return False
-    if smoke.get("passed") and record.dataset.name.endswith("/v2.jsonl"):
+    if smoke.passed and record.dataset.name.endswith("/v2.jsonl"):
         return bool(record.cleanup)
     return True
 
@@ -381,7 +382,7 @@ def _retired_models(services: Services, records: Mapping[str, JobRecord]) -> lis
     """Tuned models of finished jobs that the tuning server no longer has."""
     gone = []
     for record in records.values():
-        model = (record.tuning or {}).get("tuned_model")
+        model = record.tuning.tuned_model if record.tuning else None
         if not model:
             continue
         try:
@@ -395,9 +396,9 @@ def summary(result: DemoResult) -> list[str]:
     """The closing table and where the reports are."""
     rows = [("DATASET", "STATUS", "SMOKE TEST", "TUNED MODEL")]
     for name, record in sorted(result.records.items()):
-        smoke = record.smoke_test or {}
-        verdict = "-" if not smoke else ("passed" if smoke.get("passed") else "failed")
-        model = (record.tuning or {}).get("tuned_model") or "-"
+        smoke = record.smoke_test
+        verdict = "-" if not smoke else ("passed" if smoke.passed else "failed")
+        model = (record.tuning.tuned_model if record.tuning else None) or "-"
         if model in result.retired_models:
             model += " (retired)"
         rows.append((_short(name), record.status.value, verdict, model.rsplit("/", 1)[-1]))
