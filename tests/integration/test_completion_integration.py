@@ -107,10 +107,10 @@ class Pipeline:
             record = self.record(ref)
             if record is not None and record.status.is_terminal and record.status is not JobStatus.SUCCEEDED:
                 pytest.fail(f"{ref.name} ended {record.status.value}: {record.error}")
-            if record is None or not record.smoke_test or "passed" not in record.smoke_test:
+            if record is None or not record.smoke_test or "passed" not in record.smoke_test.to_dict():
                 return None
-            cleanup = record.cleanup or {}
-            finished = "run" in cleanup or "skipped" in cleanup or not record.config.cleanup.enabled
+            cleanup = record.cleanup.to_dict() if record.cleanup else {}
+            finished = "run" in cleanup or "skipped" in cleanup or not record.config.cleanup["enabled"]
             return record if finished and not record.has_pending_outbox else None
 
         return wait_for(f"the smoke test of {ref.name}", done)
@@ -196,7 +196,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 
 
 def _endpoints(record: JobRecord) -> list[str]:
-    tuning = record.tuning or {}
+    tuning = record.tuning.to_dict() if record.tuning else {}
     return sorted({tuning["endpoint"], *(c["endpoint"] for c in tuning.get("checkpoints", []) if c.get("endpoint"))})
 
 

@@ -355,7 +355,7 @@ def crash_completion_and_recover(scenario: CompletionScenario, step: CompletionS
     duplicated = {eid: n for eid, n in p.event_counts().items() if n != 1}
     assert not duplicated, f"{scenario.name}: events published more than once: {duplicated}"
     if record.status is not JobStatus.SUCCEEDED:
-        assert record.cleanup is not None and record.cleanup.get("run") is not None, scenario.name
+        assert record.cleanup is not None and record.cleanup.run is not None, scenario.name
         assert p.tuning.generations == []
         return
     runs = PROMPT_RUNS_AFTER_A_CRASH_AT.get(step, 1)

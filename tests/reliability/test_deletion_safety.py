@@ -154,7 +154,7 @@ def test_dry_run_deletes_nothing_and_announces_what_would_go():
     assert all(e.data["dry_run"] is True and e.data["status"] == "would_retire" for e in announced)
     run = h.p.jobs.get(newest.id).cleanup.run
     assert run["dry_run"] is True and run["retired_models"] == []
-    assert all("retired_by" not in (h.p.jobs.get(r.id).cleanup or {}) for r in h.managed)
+    assert all((c := h.p.jobs.get(r.id).cleanup) is None or c.retired_by is None for r in h.managed)
 
 
 def test_a_failed_smoke_test_deletes_nothing():
