@@ -1,7 +1,9 @@
 """The job record: one per dataset generation, stored in the ``jobs`` collection.
 
 A record is a plain dataclass that serialises to a JSON-compatible dict (Firestore stores the
-dict; the jobs API and ``sftpilot jobs show --json`` print it). Timestamps are timezone-aware
+dict; the jobs API and ``sftpilot jobs show --json`` print it). Its parts (validation, config,
+tuning view, error, smoke test, cleanup, cancel request) are the typed dataclasses of
+:mod:`shared.record_parts`; a part given as a plain dict is read with its ``from_dict``. Timestamps are timezone-aware
 UTC datetimes in Python and RFC 3339 strings on the wire.
 
 Example:
