@@ -164,7 +164,7 @@ def describe(record: JobRecord) -> str:
     if smoke:
         parts.append("smoke test " + ("PASSED" if smoke.passed else "FAILED"))
     if record.cleanup:
-        parts.append("cleanup: " + cleanup_summary(record.cleanup.to_dict()))
+        parts.append("cleanup: " + cleanup_summary(record.cleanup))
     return "  ".join(parts)
 
 
