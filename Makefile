@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench shell doctor
+.PHONY: demo test lint venv clean bench shell doctor browser
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -22,7 +22,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check shared functions deploy tests bench
 	$(BIN)/mypy
 
-test: lint
+# The dashboard's browser test drives Debian's chromium (never `playwright install`): install it
+# with apt-get when missing (as root, or through passwordless sudo); otherwise that test skips.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q chromium >/dev/null 2>&1; } || true; \
+	  fi; \
+	  command -v chromium >/dev/null 2>&1 || echo "chromium could not be installed: the dashboard browser test will skip"; }
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

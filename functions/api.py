@@ -30,7 +30,16 @@ def _api() -> JobsApi:
 
 @functions_framework.http
 def jobs_api(request: flask.Request) -> flask.Response:
-    """List, show and cancel job records (see shared/openapi.yaml)."""
+    """List, show and cancel job records (see shared/openapi.yaml); the dashboard under /ui/."""
+    if request.path == "/ui" or request.path.startswith("/ui/"):
+        page = _api().handle_ui(
+            request.method,
+            request.path,
+            request.args.to_dict(flat=True),
+            dict(request.headers),
+            request.form.to_dict(flat=True) if request.method == "POST" else {},
+        )
+        return flask.Response(page.body, status=page.status, content_type=page.content_type, headers=list(page.headers))
     response = _api().handle(
         request.method, request.path, request.args.to_dict(flat=True), request.headers.get("Authorization")
     )

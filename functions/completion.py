@@ -65,6 +65,7 @@ def on_tuning_completed(event: CloudEvent) -> None:
             clock=services.clock,
             options=CompletionOptions.from_settings(services.settings),
             owner=owner,
+            spend=services.spend,
         )
     except Exception as exc:
         info = ErrorInfo.from_exception(exc)

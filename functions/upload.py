@@ -47,6 +47,8 @@ def on_dataset_uploaded(event: Any) -> None:
             tuning=services.tuning,
             settings=services.settings,
             clock=services.clock,
+            spend=services.spend,
+            prices=services.prices,
         )
     except Exception as exc:
         fields = {**_describe(exc), "dataset": upload.uri, "event_id": upload.event_id}

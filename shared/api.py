@@ -6,6 +6,7 @@ Routes (see ``shared/openapi.yaml``):
 * ``GET /jobs`` - newest first, filters ``state lineage dataset since limit page_token``.
 * ``GET /jobs/{id}`` - the full record.
 * ``POST /jobs/{id}:cancel`` - cancel; only principals on the allow-list.
+* ``/ui/...`` - the operators' dashboard (:mod:`shared.ui`, same authentication).
 
 Every error has the same shape, ``{"error": {"code", "message", "status", "details"}}``; user
 input never produces a 500.
@@ -21,7 +22,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import jobs_service
 from shared.errors import (
@@ -36,6 +37,9 @@ from shared.errors import (
 from shared.logs import log_event
 from shared.ports import Clock, JobStore, TuningBackend
 from shared.record_parts import part_dict
+
+if TYPE_CHECKING:
+    from shared.ui import UiResponse
 
 TokenVerifier = Callable[[str, list[str]], Mapping[str, Any]]
 """(token, accepted audiences) -> verified claims; raises ValueError when the token is not valid."""
@@ -155,6 +159,14 @@ class JobsApi:
             refused = _error(405, "E_METHOD_NOT_ALLOWED", f"expected {allowed}, got {method.upper()}")
             return ApiResponse(refused.status, refused.body, headers=(("Allow", allowed),))
         return action()
+
+    def handle_ui(
+        self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str], form: Mapping[str, str]
+    ) -> UiResponse:
+        """Serve the dashboard (``/ui/...``); the UI package is imported only now, not at cold start."""
+        from shared.ui import handle_ui  # noqa: PLC0415 - lazy: keep it out of the functions' cold start
+
+        return handle_ui(self, method, path, params, headers, form)
 
     def _list(self, params: Mapping[str, str]) -> ApiResponse:
         query = jobs_service.parse_list_filters(params)

@@ -22,6 +22,15 @@ tests inject crashes between them):
 A crash after RECORDED is resumed by the redelivery from the record (no prompt runs twice); a
 crash before it re-runs the prompts once the lease expires (nothing was recorded yet).
 
+Time budget: an event-driven function is stopped after 540 s and its event redelivered, so a
+smoke test that outlives one invocation would start over forever. tuning.yaml validation
+rejects configs whose worst case exceeds the budget (:func:`shared.tuning_config.smoke_time_budget_problem`);
+at run time PROMPTED only starts a call whose worst case still fits ``time_budget_seconds``.
+When the budget runs out, the calls made so far go to ``record.smoke_progress`` (keyed by this
+event id), the claim is released and :class:`~shared.errors.SmokeTestDeadlineError`
+(retryable) asks for the redelivery, which judges the recorded calls again instead of sending
+them again and continues with the rest.
+
 ``job.failed|cancelled|expired``: the reason is recorded in ``record.cleanup["skipped"]`` and
 nothing is published, unless ``cleanup.on_failure`` is on: then the job's own model (if any)
 is retired under the ``<event_id>:cleanup`` claim.
@@ -31,12 +40,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.budget import record_actual_cost
 from shared.cleanup import (
     CleanupPolicy,
     CleanupReport,
@@ -47,11 +57,30 @@ from shared.cleanup import (
     run_cleanup,
 )
 from shared.completion_message import CompletionMessage
-from shared.errors import ClaimInProgressError, ErrorInfo, is_retryable
+from shared.errors import ClaimInProgressError, ErrorInfo, SmokeTestDeadlineError, is_retryable
 from shared.events import EventType
+from shared.gate import (
+    GATE_EVENT_FOR_VERDICT,
+    GateOptions,
+    Verdict,
+    find_live,
+    gate_event_data,
+    gate_verdict_of,
+    run_gate,
+)
+from shared.gate import REPORT_FILE as GATE_REPORT_FILE
 from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
-from shared.ports import BlobStore, Clock, EffectClaim, EffectState, JobStore, Publisher, TuningBackend
+from shared.ports import (
+    BlobStore,
+    Clock,
+    EffectClaim,
+    EffectState,
+    JobStore,
+    Publisher,
+    SpendLedger,
+    TuningBackend,
+)
 from shared.record_parts import CleanupRecord, SmokeTestRecord, TuningView, part_dict
 from shared.records import JSON, JobRecord, to_rfc3339
 from shared.report_chart import build_rouge_figure, render_png
@@ -64,6 +93,7 @@ from shared.smoke_test import (
     summary_reasons,
 )
 from shared.states import JobStatus
+from shared.tuning_config import SMOKE_TEST_TIME_BUDGET_SECONDS
 
 REPORT_FILE = "smoke_test.json"
 CHART_FILE = "rouge.png"
@@ -128,6 +158,8 @@ class CompletionOptions:
     reports_prefix: str = "reports/"
     lease_seconds: float = 600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    time_budget_seconds: float = SMOKE_TEST_TIME_BUDGET_SECONDS
+    """Seconds one invocation may spend on smoke-test calls (540 s function limit - reserve)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CompletionOptions:
@@ -155,6 +187,10 @@ class _Context:
     owner: str
     after_step: AfterStep
     sleep: Sleep
+    monotonic: Callable[[], float] = time.monotonic
+    deadline: float = float("inf")
+    """``monotonic()`` value by which the smoke-test calls must be done."""
+    spend: SpendLedger | None = None
 
     def claim(self, effect_id: str) -> EffectClaim:
         claim = self.jobs.acquire_effect(effect_id, self.owner, self.options.lease_seconds, self.clock())
@@ -178,8 +214,12 @@ def handle_completion(
     owner: str,
     after_step: AfterStep | None = None,
     sleep: Sleep = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+    spend: SpendLedger | None = None,
 ) -> CompletionOutcome:
     """Act on one event from the topic (see the module docstring for the steps).
+
+    ``monotonic`` is the clock of the time budget (injected by tests); the budget starts now.
 
     Raises retryable errors (claim held elsewhere, transient backend/store/publish failures)
     so the entry point lets Pub/Sub redeliver; every retryable failure gives its claim back
@@ -194,8 +234,21 @@ def handle_completion(
         return CompletionOutcome(
             OutcomeKind.IGNORED, message.event_type, message.job_id, message.event_id, "no job record with this id"
         )
+    started = monotonic()
     ctx = _Context(
-        message, jobs, tuning, blobs, publisher, clock, options, owner, after_step or (lambda _step: None), sleep
+        message,
+        jobs,
+        tuning,
+        blobs,
+        publisher,
+        clock,
+        options,
+        owner,
+        after_step or (lambda _step: None),
+        sleep,
+        monotonic,
+        started + options.time_budget_seconds,
+        spend,
     )
     if message.event_type == EventType.JOB_SUCCEEDED.value:
         return _handle_succeeded(ctx, record)
@@ -215,8 +268,10 @@ def _handle_succeeded(ctx: _Context, record: JobRecord) -> CompletionOutcome:
             message.event_id,
             f"record status is {record.status.value}, not SUCCEEDED",
         )
+    record_actual_cost(record, jobs=ctx.jobs, ledger=ctx.spend, at=ctx.clock())  # tuningDataStats vs estimate
     smoke_options = SmokeTestOptions.from_config(record.config)
     policy = CleanupPolicy.from_config(record.config)
+    gate = GateOptions.from_config(record.config)
     if not smoke_options.enabled:
         changed = _record_smoke_test_disabled(ctx, record)
         return CompletionOutcome(
@@ -233,7 +288,7 @@ def _handle_succeeded(ctx: _Context, record: JobRecord) -> CompletionOutcome:
     if claim.state is EffectState.ACQUIRED:
         ctx.after_step(CompletionStep.CLAIMED)
         try:
-            passed = _smoke_test_under_claim(ctx, record.id, smoke_options, policy)
+            passed = _smoke_test_under_claim(ctx, record.id, smoke_options, policy, gate)
             ctx.jobs.complete_effect(smoke_effect, ctx.owner, {"passed": passed, "job_id": record.id})
         except Exception as exc:
             _release_if_retryable(ctx, smoke_effect, exc)
@@ -247,9 +302,26 @@ def _handle_succeeded(ctx: _Context, record: JobRecord) -> CompletionOutcome:
 
     retired: tuple[str, ...] = ()
     detail = f"smoke test {'passed' if passed else 'failed'}"
-    if passed and policy.enabled:
+    verdict = gate_verdict_of(ctx.jobs.get(record.id) or record) if gate.enabled else None
+    if verdict is not None:
+        detail += f"; gate {verdict.value}"
+    if gate.enabled and verdict is not Verdict.PROMOTED:
+        # Only a promotion retires predecessors; a held/rejected model may retire itself.
+        if gate.on_reject == "retire" and verdict is not None:
+            cleaned, report = _cleanup_under_claim(
+                ctx, lambda: plan_own_model_cleanup(record, policy, ctx.options.deployment)
+            )
+            did_work = did_work or cleaned
+            retired = tuple(report.retired_models) if report else ()
+            published += ctx.publish(record.id)
+            detail += "; own model retired (gate.on_reject: retire)"
+    elif passed and policy.enabled:
         current = ctx.jobs.get(record.id) or record
-        candidates = iter_lineage_candidates(ctx.jobs, current.lineage)
+        candidates: Iterable[JobRecord] = (
+            _never_the_live_model(ctx.jobs, current)
+            if gate.enabled
+            else iter_lineage_candidates(ctx.jobs, current.lineage)
+        )
         cleaned, report = _cleanup_under_claim(
             ctx, lambda: plan_retirement(candidates, current, policy, ctx.options.deployment)
         )
@@ -263,6 +335,17 @@ def _handle_succeeded(ctx: _Context, record: JobRecord) -> CompletionOutcome:
         detail += "; cleanup skipped (older models kept)"
     kind = OutcomeKind.DONE if did_work or published else OutcomeKind.DUPLICATE
     return CompletionOutcome(kind, message.event_type, record.id, message.event_id, detail, passed, retired, published)
+
+
+def _never_the_live_model(jobs: JobStore, record: JobRecord) -> list[JobRecord]:
+    """The lineage's candidates for retirement minus a live model other than ``record``.
+
+    Normally the promoted ``record`` is the live model; if a newer promoted job exists (two
+    completions raced), that one is live and is kept whatever the cleanup policy says.
+    """
+    candidates = list(iter_lineage_candidates(jobs, record.lineage))
+    live = find_live(candidates)
+    return [c for c in candidates if live is None or c.id != live.id or c.id == record.id]
 
 
 def _release_if_retryable(ctx: _Context, effect_id: str, exc: BaseException) -> None:
@@ -299,7 +382,9 @@ def _record_smoke_test_disabled(ctx: _Context, record: JobRecord) -> bool:
     return _update_and_tell(ctx.jobs, record.id, mutate)
 
 
-def _smoke_test_under_claim(ctx: _Context, job_id: str, options: SmokeTestOptions, policy: CleanupPolicy) -> bool:
+def _smoke_test_under_claim(
+    ctx: _Context, job_id: str, options: SmokeTestOptions, policy: CleanupPolicy, gate: GateOptions
+) -> bool:
     """Run (or resume) the smoke test; returns whether it passed. The claim is held."""
     record = ctx.jobs.get(job_id)
     if record is None:  # pragma: no cover - records are never deleted by sftpilot
@@ -310,9 +395,21 @@ def _smoke_test_under_claim(ctx: _Context, job_id: str, options: SmokeTestOption
         ctx.after_step(CompletionStep.RECORDED)
         return bool(previous.passed)
 
+    progress = record.smoke_progress or {}
+    earlier = progress.get("calls") if progress.get("event_id") == ctx.message.event_id else None
     result = run_smoke_test(
-        record, options=options, tuning=ctx.tuning, blobs=ctx.blobs, retry=ctx.options.retry, sleep=ctx.sleep
+        record,
+        options=options,
+        tuning=ctx.tuning,
+        blobs=ctx.blobs,
+        retry=ctx.options.retry,
+        sleep=ctx.sleep,
+        deadline=ctx.deadline,
+        monotonic=ctx.monotonic,
+        done={str(call.get("key")): call for call in earlier or [] if isinstance(call, dict)},
     )
+    if result.unfinished:
+        _keep_progress(ctx, job_id, result)
     tested_at = ctx.clock()
     ctx.after_step(CompletionStep.PROMPTED)
     report_uri, chart_uri, notes = _write_reports(ctx, record, result, options, tested_at)
@@ -320,19 +417,27 @@ def _smoke_test_under_claim(ctx: _Context, job_id: str, options: SmokeTestOption
     data = _smoke_event_data(record, result, report_uri, chart_uri)
     event_type = EventType.SMOKE_TEST_PASSED if result.passed else EventType.SMOKE_TEST_FAILED
     event_id = f"{record.id}:smoke_test"
+    gate_field: JSON | None = None
+    gate_event: tuple[EventType, JSON] | None = None
+    if gate.enabled:
+        gate_field, gate_event = _run_gate(ctx, record, result, options, gate, tested_at)
 
     def mutate(current: JobRecord) -> JobRecord | None:
         if current.smoke_test is not None and current.smoke_test.event_id == ctx.message.event_id:
             return None
-        changes: dict[str, Any] = {"smoke_test": smoke}
+        changes: dict[str, Any] = {"smoke_test": smoke, "smoke_progress": None}
+        if gate_field is not None:
+            changes["gate"] = gate_field
         if policy.enabled and not result.passed:
             changes["cleanup"] = replace(
                 current.cleanup or CleanupRecord(),
                 skipped="smoke test failed: older models of the lineage are kept",
                 event_id=ctx.message.event_id,
             )
-        updated = current.with_changes(tested_at, **changes)
-        return stage_event(updated, event_type, data, event_id=event_id)
+        updated = stage_event(current.with_changes(tested_at, **changes), event_type, data, event_id=event_id)
+        if gate_event is not None:
+            updated = stage_event(updated, gate_event[0], gate_event[1], event_id=f"{current.id}:gate")
+        return updated
 
     ctx.jobs.update(job_id, mutate)
     ctx.after_step(CompletionStep.RECORDED)
@@ -347,6 +452,66 @@ def _smoke_test_under_claim(ctx: _Context, job_id: str, options: SmokeTestOption
         prompt_source=result.selection.source.value,
     )
     return result.passed
+
+
+def _keep_progress(ctx: _Context, job_id: str, result: SmokeTestResult) -> None:
+    """Out of time: store the calls made so far and ask for the redelivery (never returns)."""
+    saved_at = ctx.clock()
+    progress: JSON = {**result.progress(), "event_id": ctx.message.event_id, "saved_at": to_rfc3339(saved_at)}
+
+    def mutate(current: JobRecord) -> JobRecord | None:
+        if (current.smoke_test or {}).get("event_id") == ctx.message.event_id:
+            return None  # someone finished it meanwhile
+        return current.with_changes(saved_at, smoke_progress=progress)
+
+    ctx.jobs.update(job_id, mutate)
+    remaining = max(0.0, ctx.deadline - ctx.monotonic())
+    log_event(
+        "WARNING",
+        "smoke test paused at the time budget; the redelivery continues",
+        job_id=job_id,
+        done=progress["done"],
+        total=progress["total"],
+        remaining_seconds=round(remaining, 1),
+    )
+    raise SmokeTestDeadlineError(int(progress["done"]), int(progress["total"]), remaining)
+
+
+def _run_gate(
+    ctx: _Context,
+    record: JobRecord,
+    smoke: SmokeTestResult,
+    options: SmokeTestOptions,
+    gate: GateOptions,
+    tested_at: datetime,
+) -> tuple[JSON, tuple[EventType, JSON]]:
+    """Run the quality gate (:mod:`shared.gate`), write ``gate.json``; return the field and the event."""
+    live = find_live(iter_lineage_candidates(ctx.jobs, record.lineage), exclude=record.id)
+    result = run_gate(
+        record,
+        smoke,
+        live=live,
+        options=gate,
+        smoke_options=options,
+        tuning=ctx.tuning,
+        retry=ctx.options.retry,
+        sleep=ctx.sleep,
+    )
+    folder = _reports_folder(ctx, record)
+    report_uri: str | None = f"gs://{ctx.options.bucket}/{folder}/{GATE_REPORT_FILE}"
+    field_value = {**result.to_dict(), "options": gate.to_dict(), "decided_at": to_rfc3339(tested_at)}
+    try:
+        body = {"job_id": record.id, "lineage": record.lineage, **result.to_dict(with_answers=True)}
+        data = json.dumps({**body, "options": gate.to_dict()}, indent=2, ensure_ascii=False).encode()
+        ctx.blobs.write_bytes(ctx.options.bucket, f"{folder}/{GATE_REPORT_FILE}", data, "application/json")
+    except Exception as exc:
+        if is_retryable(exc):
+            raise
+        field_value["notes"] = [*result.notes, f"report not written: {ErrorInfo.from_exception(exc).message}"]
+        report_uri = None
+    field_value["report_uri"] = report_uri
+    log_event("INFO", "gate decided", job_id=record.id, lineage=record.lineage, verdict=result.verdict.value)
+    return field_value, (GATE_EVENT_FOR_VERDICT[result.verdict], gate_event_data(record, result, report_uri))
 
 
 def _reports_folder(ctx: _Context, record: JobRecord) -> str:

@@ -256,8 +256,25 @@ class TransientBackendError(BackendError):
     code = "E_BACKEND_TRANSIENT"
 
 
+class SmokeTestDeadlineError(SftpilotError):
+    """The completion function's time budget ran out mid smoke test. Retryable: the calls done so
+    far are kept on the record and the redelivery continues from there."""
+
+    code = "E_SMOKE_TEST_DEADLINE"
+
+    def __init__(self, done: int, total: int, remaining_seconds: float) -> None:
+        self.done = done
+        self.total = total
+        self.remaining_seconds = remaining_seconds
+        super().__init__(
+            f"time budget nearly used: {done}/{total} smoke-test calls done, {remaining_seconds:.0f} s left "
+            "(too little for one more call); the redelivery continues"
+        )
+
+
 _RETRYABLE: tuple[type[Exception], ...] = (
     ClaimInProgressError,
+    SmokeTestDeadlineError,
     BlobReadError,
     StoreUnavailableError,
     PublishError,

@@ -40,11 +40,17 @@ class EventType(StrEnum):
     JOB_CANCELLED = "job.cancelled"
     JOB_EXPIRED = "job.expired"
     JOB_STALLED = "job.stalled"
-    """A job sat in PENDING/QUEUED longer than the configured stall time (published once)."""
+    """A job sat in PENDING longer than the configured stall time, not waiting for quota (published once)."""
     SMOKE_TEST_PASSED = "smoke_test.passed"
     SMOKE_TEST_FAILED = "smoke_test.failed"
     MODEL_DELETED = "model.deleted"
     """A superseded tuned model of the lineage was retired (or would be, in dry-run)."""
+    MODEL_PROMOTED = "model.promoted"
+    """The quality gate promoted a new model: it is the lineage's live model now."""
+    MODEL_HELD = "model.held"
+    """The quality gate held a new model back: not better enough; the live model is unchanged."""
+    MODEL_REJECTED = "model.rejected"
+    """The quality gate rejected a new model: worse, or its smoke test failed; live unchanged."""
 
 
 COMPLETION_EVENT_FOR_STATUS: dict[JobStatus, EventType] = {

@@ -44,6 +44,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from shared.budget import BudgetOptions, decide_budget, ledger_key
+from shared.continuous import ContinuationError, is_continuation, resolve_continuation
 from shared.errors import (
     BlobNotFoundError,
     BlobReadError,
@@ -57,7 +59,8 @@ from shared.errors import (
 from shared.events import EventType
 from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
-from shared.ports import BlobStore, Clock, JobQuery, JobStore, Publisher, QueryOrder, TuningBackend
+from shared.ports import BlobStore, Clock, JobQuery, JobStore, Publisher, QueryOrder, SpendLedger, TuningBackend
+from shared.pricing import PriceTable, estimate_cost, load_price_table
 from shared.record_parts import RecordError, ResolvedConfig, Validation
 from shared.records import JSON, DatasetRef, JobRecord, Lease, new_record, record_key, to_rfc3339, utcnow
 from shared.settings import Settings
@@ -278,11 +281,15 @@ def handle_upload(
     owner: str | None = None,
     defaults: TuningConfig | Mapping[str, Any] | None = None,
     after_step: StepHook | None = None,
+    spend: SpendLedger | None = None,
+    prices: PriceTable | None = None,
 ) -> IntakeOutcome:
     """Run the intake steps for one upload event (see the module docstring).
 
     ``defaults`` overrides the deployment defaults file (``settings.defaults_file``) when given.
     ``owner`` names this invocation in leases (default: a fresh random id per call).
+    ``spend``/``prices``: the monthly spending ledger and the price table of the budget guard
+    (:mod:`shared.budget`; without a ledger only the per-job limits apply).
 
     Returns the outcome for every handled case (the caller acknowledges the event).
 
@@ -301,6 +308,8 @@ def handle_upload(
         clock=clock,
         owner=owner or f"intake-{uuid.uuid4().hex[:12]}",
         after_step=after_step,
+        spend=spend,
+        prices=prices or load_price_table(),
     )
     return intake.run(defaults)
 
@@ -316,6 +325,8 @@ class _Intake:
     clock: Clock
     owner: str
     after_step: StepHook | None
+    spend: SpendLedger | None = None
+    prices: PriceTable | None = None
 
     # --- helpers ---
 
@@ -523,6 +534,8 @@ class _Intake:
             # A previous invocation recorded a valid verdict and died before submitting.
             return self.submit_valid(record)
         verdict = self.validate(record, planned)
+        if verdict.valid and verdict.config is not None and verdict.training is not None:
+            verdict = self.apply_budget(record, verdict)
         self.step(IntakeStep.VALIDATED)
         report_uri = self.write_report(record, verdict)
         self.step(IntakeStep.REPORT_WRITTEN)
@@ -569,9 +582,21 @@ class _Intake:
         if problems or config is None:
             return _Verdict.rejected(_config_reason(problems), config_problems=tuple(problems))
         resolved = replace(config, lineage=ref.lineage, display_name=display_name or config.display_name)
+        continuation: JSON | None = None
+        if is_continuation(config.base_model):
+            try:
+                continuation = resolve_continuation(
+                    config.base_model,
+                    config.base_checkpoint_id,
+                    lineage=ref.lineage,
+                    kms_key_name=config.kms_key_name,
+                    jobs=self.jobs,
+                ).to_dict()
+            except ContinuationError as exc:
+                return _Verdict.rejected(f"continuous tuning: {exc}", config=resolved)
         options = ValidationOptions(
             role="training",
-            base_model=config.base_model,
+            base_model=str(continuation["base_model"]) if continuation else config.base_model,
             epochs=config.epochs,
             adapter_size=config.adapter_size,
             max_errors=self.settings.max_reported_errors,
@@ -588,12 +613,32 @@ class _Intake:
         verdict = _Verdict(
             valid=training.valid and (validation_set is None or validation_set.report.valid) and missing is None,
             reason="",
+            continuation=continuation,
             config=resolved,
             training=training,
             validation_set=validation_set,
             missing_validation_set=missing,
         )
         return replace(verdict, reason=verdict.summary())
+
+    def apply_budget(self, record: JobRecord, verdict: _Verdict) -> _Verdict:
+        """Estimate the cost; refuse (REJECTED, reason ``budget: ...``) when over a budget."""
+        assert verdict.config is not None and verdict.training is not None
+        config = verdict.config
+        base_model = str((verdict.continuation or {}).get("base_model") or config.base_model)
+        estimate = estimate_cost(
+            verdict.training.stats.dataset_tokens, config.epochs, base_model, self.prices or load_price_table()
+        )
+        decision = decide_budget(
+            estimate,
+            BudgetOptions.from_config(config.to_dict()),
+            ledger=self.spend,
+            key=ledger_key(record.lineage, record.created_at),
+            job_id=record.id,
+        )
+        if decision.allowed:
+            return replace(verdict, cost=decision.to_dict())
+        return replace(verdict, valid=False, reason=decision.reason, cost=decision.to_dict())
 
     def validate_object(
         self, bucket: str, name: str, generation: int | None, options: ValidationOptions
@@ -641,7 +686,10 @@ class _Intake:
     def record_verdict(self, record: JobRecord, verdict: _Verdict) -> JobRecord:
         now = self.clock()
         summary = Validation.from_dict(verdict.record_summary())
-        config = ResolvedConfig.from_dict(verdict.config.to_dict()) if verdict.config else None
+        config_dict = verdict.config.to_dict() if verdict.config else None
+        if config_dict is not None and verdict.continuation:
+            config_dict["pre_tuned_model"] = verdict.continuation
+        config = ResolvedConfig.from_dict(config_dict) if config_dict is not None else None
         owner = self.owner
 
         if verdict.valid:
@@ -797,6 +845,10 @@ class _Verdict:
     validation_set: _ValidationSet | None = None
     missing_validation_set: str | None = None
     report_uri: str | None = None
+    cost: JSON | None = None
+    """Cost estimate and budget verdict (:mod:`shared.budget`); None before validation passed."""
+    continuation: JSON | None = None
+    """The resolved parent of a continuous tuning job (:mod:`shared.continuous`)."""
 
     @classmethod
     def rejected(
@@ -876,6 +928,7 @@ class _Verdict:
             "validation_set": validation_set,
             "missing_validation_set": self.missing_validation_set,
             "config_errors": [p.to_dict() for p in self.config_problems],
+            "cost": self.cost,
         }
 
     def event_data(self, record: JobRecord) -> JSON:
@@ -888,6 +941,7 @@ class _Verdict:
             "error_counts": self.error_counts(),
             "errors": errors,
             "config_errors": [p.to_dict() for p in self.config_problems],
+            "budget": self.cost if self.cost and not self.cost.get("within_budget") else None,
         }
 
     def report_json(self, record: JobRecord, *, generated_at: str) -> JSON:
@@ -911,6 +965,7 @@ class _Verdict:
             "missing_validation_set": self.missing_validation_set,
             "training": self.training.to_json_dict() if self.training else None,
             "validation_set": validation_set,
+            "cost": self.cost,
         }
 
 

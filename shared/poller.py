@@ -12,9 +12,14 @@ One run (Cloud Scheduler calls ``poll_tuning_jobs`` every minute, at least once)
    published right after. A job that no longer exists (NotFound) moves the record to VANISHED.
 4. **Submit.** SUBMITTING records whose writer died (no job name, lease expired) are repaired
    by :func:`shared.submission.submit_tuning_job` (label lookup adopts an existing job), then
-   QUEUED records are submitted in upload order until the quota says no.
-5. **Stall check.** A record PENDING or QUEUED longer than ``stall_after_seconds`` gets one
-   ``job.stalled`` event (``stalled_notified`` makes it once).
+   QUEUED records are submitted in upload order until the quota says no, and never more of
+   them than the capacity this run saw freed (one probe when nothing ended), so a job ending
+   does not cost a 429 for the second record in line.
+5. **Stall check.** A record PENDING longer than ``stall_after_seconds`` gets one
+   ``job.stalled`` event (``stalled_notified`` makes it once). A record that is only waiting
+   for quota (our QUEUED after a 429, or a job Vertex accepted and holds with
+   ``tuningJobState=TUNING_JOB_STATE_WAITING_FOR_QUOTA``) is not stalled: the record says
+   "waiting for quota" instead (:func:`waiting_for_quota`).
 
 Exactly-once announcements: the completion event's id is ``<job id>:<STATE>``; two pollers
 racing on one record serialise in the store's transaction (the loser sees a terminal record
@@ -32,7 +37,12 @@ read it) is a JSON object::
       "checkpoints": [{"checkpoint_id": "1", "epoch": 1, "step": 10, "endpoint": "..."}],
       "error": {"code": 3, "message": "..."} | null,   # google.rpc code of the backend
       "data_stats": {...} | null,              # tuningDataStats as the backend reports it
-      "metrics": {...} | null                  # training progress when the backend has it
+      "metrics": {...} | null,                 # training progress when the backend has it
+      "base_model": "gemini-2.5-flash" | null, # baseModel, or preTunedModel.baseModel (continuous)
+      "detail_state": "TUNING_JOB_STATE_WAITING_FOR_QUOTA" | null,  # Vertex tuningJobState
+      "waiting_for_quota": true | false,       # accepted, held until the concurrent-job quota frees
+      "quota_wait_ended_at": "...",            # only after such a wait (the stall clock starts there)
+      "curves": {"series": {...}} | null       # bounded metric curves (shared.curves)
     }
 
 Example:
@@ -54,6 +64,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
+from shared.curves import with_curves
 from shared.errors import ClaimInProgressError, ErrorInfo, NotFoundError, QuotaExceededError, is_retryable
 from shared.events import COMPLETION_EVENT_FOR_STATUS, EventType, event_id_for, job_event_data
 from shared.logs import log_event
@@ -62,7 +73,7 @@ from shared.ports import Clock, JobQuery, JobStore, Publisher, QueryOrder, Tunin
 from shared.record_parts import RecordError, TuningView
 from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
 from shared.settings import Settings
-from shared.states import JobStatus, can_transition, status_for_tuning_state
+from shared.states import WAITING_FOR_QUOTA, JobStatus, can_transition, status_for_tuning_state
 from shared.submission import SubmitStep, submit_tuning_job
 
 POLLED_STATUSES: frozenset[JobStatus] = frozenset(
@@ -75,8 +86,9 @@ WITH_TUNING_JOB: frozenset[JobStatus] = frozenset(
 )
 """Statuses whose records are reconciled with ``tunings.get`` (when they carry a job name)."""
 
-STALL_WATCHED: frozenset[JobStatus] = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
-"""Statuses that produce ``job.stalled`` when a record sits in them too long."""
+STALL_WATCHED: frozenset[JobStatus] = frozenset({JobStatus.PENDING})
+"""Statuses that produce ``job.stalled`` when a record sits in them too long, unless it only
+waits for quota (:func:`waiting_for_quota`; QUEUED always does, so it is not watched)."""
 
 TUNING_FAILED_CODE = "E_TUNING_JOB_FAILED"
 TUNING_EXPIRED_CODE = "E_TUNING_JOB_EXPIRED"
@@ -213,7 +225,25 @@ def tuning_view(job: TuningJob) -> TuningView:
         error=error,
         data_stats=job.data_stats,
         metrics=job.metrics,
+        base_model=job.base_model or None,
+        detail_state=job.detail_state,
+        waiting_for_quota=job.detail_state == WAITING_FOR_QUOTA and not job.has_ended,
+        curves=job.curves,
     )
+
+
+def waiting_for_quota(record: JobRecord) -> bool:
+    """True while the record only waits for tuning quota: QUEUED (a create answered 429), or a
+    job Vertex accepted and holds in ``TUNING_JOB_STATE_WAITING_FOR_QUOTA``.
+
+    >>> from shared.records import DatasetRef, new_record, utcnow
+    >>> rec = new_record(DatasetRef("b", "datasets/faq/v1.jsonl", 7, "faq"), utcnow())
+    >>> waiting_for_quota(rec.with_changes(utcnow(), status=JobStatus.PENDING, tuning=TuningView(waiting_for_quota=True)))
+    True
+    """
+    if record.status is JobStatus.QUEUED:
+        return True
+    return not record.status.is_terminal and bool(record.tuning and record.tuning.waiting_for_quota)
 
 
 def _is_older_than_stored(stored: TuningView | None, job: TuningJob) -> bool:
@@ -248,6 +278,11 @@ def plan_reconcile(record: JobRecord, job: TuningJob, now: datetime, stall_after
     if record.status.is_terminal or record.tuning_job != job.name or _is_older_than_stored(record.tuning, job):
         return None
     view = tuning_view(job)
+    stored = record.tuning
+    if stored is not None and stored.quota_wait_ended_at:
+        view = replace(view, quota_wait_ended_at=stored.quota_wait_ended_at)
+    elif stored is not None and stored.waiting_for_quota and not view.waiting_for_quota:
+        view = replace(view, quota_wait_ended_at=to_rfc3339(now))  # the stall clock starts here, not at PENDING
     target = status_for_tuning_state(job.state)
     updated = record
     if target is not record.status and can_transition(record.status, target):
@@ -297,12 +332,18 @@ def waiting_since(record: JobRecord) -> datetime:
         if entry.status not in same:
             break
         since = entry.at
-    return since or record.updated_at
+    since = since or record.updated_at
+    # A PENDING job that waited for quota first is measured from the end of that wait.
+    quota_wait_ended = from_rfc3339(record.tuning.quota_wait_ended_at if record.tuning else None)
+    return max(since, quota_wait_ended) if quota_wait_ended else since
 
 
 def plan_stall(record: JobRecord, now: datetime, stall_after: timedelta) -> JobRecord | None:
-    """Mark and stage one ``job.stalled`` for a record waiting too long, else None."""
-    if record.stalled_notified or record.status not in STALL_WATCHED:
+    """Mark and stage one ``job.stalled`` for a record waiting too long, else None.
+
+    Waiting for quota is not a stall (a busy project is normal, and the record says so).
+    """
+    if record.stalled_notified or record.status not in STALL_WATCHED or waiting_for_quota(record):
         return None
     since = waiting_since(record)
     waited = now - since
@@ -518,6 +559,8 @@ class _Run:
         except Exception as exc:
             self.failure(outcome, record.id, "get_job", exc)
             return outcome
+        if job is not None:
+            job = with_curves(self.tuning, job, record.tuning)
         self.step(PollStep.FETCHED, record.id)
         now = self.clock()
 
@@ -585,8 +628,8 @@ class _Run:
                 outcome.adopted += 1
             else:
                 outcome.submitted += 1
-        if stored.status is JobStatus.QUEUED:
-            outcome.quota_full = True
+        if stored.status is JobStatus.QUEUED or waiting_for_quota(stored):
+            outcome.quota_full = True  # a 429, or Vertex accepted the job but holds it for quota
         if took_lease[0] and stored.status.is_terminal:
             outcome.changed += 1  # FAILED_TO_SUBMIT, with its job.failed staged
         if stored.has_pending_outbox:
@@ -616,7 +659,11 @@ class _Run:
 
         The head of the queue is tried when a job of ours ended in this run, or when its last
         attempt is ``queue_retry_seconds`` old (capacity may be freed by jobs we do not track).
-        Submission stops at the first record the quota refuses, so upload order is kept.
+        Submission stops at the first record the quota refuses, so upload order is kept, and
+        after as many new jobs as this run saw jobs end (the capacity known to be free; one
+        probe when nothing ended): trying more would only earn a 429 for each extra record.
+        Jobs of ours that Vertex holds for quota take freed slots first, so each one lowers that
+        capacity (and while one waits, nothing is probed).
         """
         now = self.clock()
         in_order = sorted(active, key=lambda r: (r.queue_position, r.id))
@@ -627,16 +674,20 @@ class _Run:
             outcome.add_to(self.summary)
         still_queued: list[JobRecord] = []
         retry_after = timedelta(seconds=self.options.queue_retry_seconds)
+        held = sum(1 for r in active if r.status is not JobStatus.QUEUED and waiting_for_quota(r))
+        capacity = max(self.ended, 1) - held
         blocked = False
         for record in queued:
             if not blocked and not self.ended and now - last_attempt_at(record) < retry_after:
                 blocked = True  # nothing freed capacity that we know of: do not knock yet
-            if blocked:
+            if blocked or capacity <= 0:
                 still_queued.append(record)
                 continue
             outcome, stored = self.guard_submit(record)
             outcome.add_to(self.summary)
             blocked = outcome.quota_full or outcome.stop_queue
+            if stored.tuning_job and not record.tuning_job:
+                capacity -= 1
             if stored.status is JobStatus.QUEUED:
                 still_queued.append(stored)
         self.fan_out(still_queued, self.stall_check)

@@ -202,6 +202,9 @@ class TuningJobSpec:
     labels: dict[str, str] = field(default_factory=dict)
     kms_key_name: str | None = None
     service_account: str | None = None
+    pre_tuned_model: str | None = None
+    """Continuous tuning: the tuned model (``projects/../models/ID[@v]``) to continue from."""
+    pre_tuned_checkpoint_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,10 @@ class TunedCheckpoint:
     epoch: int | None
     step: int | None
     endpoint: str | None
+
+
+MetricSeries = dict[str, list[tuple[int, float]]]
+"""Scalar time series of one tuning job: metric name (e.g. ``train_total_loss``) -> (step, value)."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +242,10 @@ class TuningJob:
     data_stats: JSON | None = None
     metrics: JSON | None = None
     """Training progress/metrics when the backend exposes them (steps done, losses)."""
+    detail_state: str | None = None
+    """Vertex's ``tuningJobState`` sub-state (e.g. ``TUNING_JOB_STATE_WAITING_FOR_QUOTA``), if sent."""
+    curves: JSON | None = None
+    """Bounded metric curves copied by the poller (:mod:`shared.curves`); None when the backend has none."""
 
     @property
     def has_ended(self) -> bool:
@@ -254,6 +265,8 @@ class GenerationRequest:
     max_output_tokens: int = 256
     thinking_budget: int | None = 0
     """0 turns thinking off on models that think (recommended for tuned 2.5 models)."""
+    thinking_level: str | None = None
+    """``MINIMAL``/``LOW``/... for families that take a level (Gemini 3); see shared.model_families."""
     timeout_seconds: float = 60.0
 
 
@@ -305,6 +318,10 @@ class TuningBackend(Protocol):
         """Request cancellation (the job moves to CANCELLING, then usually CANCELLED)."""
         ...
 
+    def read_metric_series(self, name: str) -> MetricSeries | None:
+        """The job's scalar metric series (loss, token accuracy per step); None if the backend keeps none."""
+        ...
+
     def generate(self, endpoint: str, request: GenerationRequest) -> GenerationResult:
         """Generate on a full ``projects/../endpoints/ID`` or a base model name."""
         ...
@@ -323,4 +340,38 @@ class TuningBackend(Protocol):
 
     def delete_model(self, name: str) -> None:
         """Delete an undeployed model; NotFoundError if already gone."""
+        ...
+
+
+# --- spending ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpendReservation:
+    """The answer of :meth:`SpendLedger.reserve`."""
+
+    accepted: bool
+    spent_usd: float
+    """What the lineage-month had reserved before this job (this job's own amount excluded)."""
+    amount_usd: float
+    """This job's reserved amount (0 when refused)."""
+
+
+class SpendLedger(Protocol):
+    """Per-lineage, per-month spending, reserved atomically before a job is submitted."""
+
+    def reserve(self, key: str, job_id: str, amount_usd: float, limit_usd: float | None) -> SpendReservation:
+        """Add ``amount_usd`` for ``job_id`` to ``key`` unless that would exceed ``limit_usd``.
+
+        Atomic: two reservations at once cannot both slip under the limit. Idempotent per job:
+        a second call for the same job returns its first answer without counting it twice.
+        """
+        ...
+
+    def get(self, key: str) -> JSON | None:
+        """The ledger document of ``key`` (``{key, reserved_usd, jobs: {job_id: {...}}}``), or None."""
+        ...
+
+    def record_actual(self, key: str, job_id: str, actual: JSON) -> None:
+        """Store a finished job's actual billable tokens/cost next to its reservation."""
         ...

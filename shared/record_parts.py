@@ -135,6 +135,7 @@ class ResolvedConfig(Part):
 
     lineage: str | None = None
     base_model: str | None = None
+    base_checkpoint_id: str | None = None
     epochs: int | None = None
     adapter_size: int | None = None
     learning_rate_multiplier: float | None = None
@@ -147,6 +148,12 @@ class ResolvedConfig(Part):
     service_account: str | None = None
     smoke_test: JSON = field(default_factory=dict)
     cleanup: JSON = field(default_factory=dict)
+    gate: JSON = field(default_factory=dict)
+    """``GateOptions.to_dict`` (:mod:`shared.gate`)."""
+    budget: JSON = field(default_factory=dict)
+    """``BudgetOptions.to_dict`` (:mod:`shared.budget`)."""
+    pre_tuned_model: JSON | None = field(default=None, metadata=SPARSE)
+    """Continuous tuning only: ``Continuation.to_dict`` (:mod:`shared.continuous`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +173,16 @@ class TuningView(Part):
     """``{"code": <google.rpc code>, "message": ...}`` from the backend."""
     data_stats: JSON | None = None
     metrics: JSON | None = None
+    base_model: str | None = None
+    """``baseModel``, or ``preTunedModel.baseModel`` for continuous tuning."""
+    detail_state: str | None = None
+    """Vertex ``tuningJobState`` (e.g. ``TUNING_JOB_STATE_WAITING_FOR_QUOTA``)."""
+    waiting_for_quota: bool | None = None
+    """Accepted and held until the concurrent-job quota frees (``shared.poller``)."""
+    quota_wait_ended_at: str | None = field(default=None, metadata=SPARSE)
+    """Only after such a wait: the stall clock starts there (RFC 3339)."""
+    curves: JSON | None = None
+    """Bounded metric curves, ``{"series": {name: {"steps": [...], "values": [...]}}}`` (``shared.curves``)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -161,7 +161,13 @@ class JobRecord:
     outbox: tuple[OutboxEntry, ...] = ()
     stalled_notified: bool = False
     smoke_test: SmokeTestRecord | None = None
+    smoke_progress: JSON | None = None
+    """Smoke-test calls done by an invocation that ran out of time (see shared.completion)."""
     cleanup: CleanupRecord | None = None
+    gate: JSON | None = None
+    """The quality gate's verdict, per-comparison scores and per-prompt table (:mod:`shared.gate`)."""
+    cost: JSON | None = None
+    """Actual billable tokens and cost after the job (the estimate is ``validation.cost``)."""
     cancel_request: CancelRequest | None = None
     queue_position: str = ""
     """Sort key for QUEUED records: upload time then id, so submission follows upload order."""
@@ -253,7 +259,10 @@ class JobRecord:
             "pending_outbox": self.has_pending_outbox,
             "stalled_notified": self.stalled_notified,
             "smoke_test": part_dict(self.smoke_test),
+            "smoke_progress": self.smoke_progress,
             "cleanup": part_dict(self.cleanup),
+            "gate": self.gate,
+            "cost": self.cost,
             "cancel_request": part_dict(self.cancel_request),
             "queue_position": self.queue_position,
         }
@@ -304,7 +313,10 @@ class JobRecord:
             ),
             stalled_notified=bool(data.get("stalled_notified", False)),
             smoke_test=load_part(SmokeTestRecord, data.get("smoke_test")),
+            smoke_progress=data.get("smoke_progress"),
             cleanup=load_part(CleanupRecord, data.get("cleanup")),
+            gate=data.get("gate"),
+            cost=data.get("cost"),
             cancel_request=load_part(CancelRequest, data.get("cancel_request")),
             queue_position=data.get("queue_position", ""),
         )

@@ -37,6 +37,15 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         return float(self.initial_backoff_seconds * self.multiplier ** (attempt - 1))
 
+    def worst_case_seconds(self, timeout_seconds: float) -> float:
+        """Longest one call can take: every attempt times out, plus the backoffs between them.
+
+        >>> RetryPolicy().worst_case_seconds(30)
+        93.0
+        """
+        backoffs = sum(self.backoff(attempt) for attempt in range(1, self.attempts))
+        return float(timeout_seconds * self.attempts + backoffs)
+
 
 def call_with_retries(operation: Callable[[], T], *, retry: RetryPolicy, sleep: Sleep) -> T:
     """Run ``operation``; retry retryable errors with backoff, then let the last one propagate."""

@@ -50,12 +50,16 @@ class Settings:
     firestore_database: str = "(default)"
     jobs_collection: str = "jobs"
     effects_collection: str = "effects"
+    spending_collection: str = "spending"
+    """Collection of the per-lineage, per-month spending ledgers (budget.monthly_lineage_usd)."""
+    pricing_file: str = ""
+    """Optional YAML replacing prices of shared/pricing.yaml model by model (USD per 1M training tokens)."""
     max_event_age_seconds: int = 86_400
     """Upload events older than this are recorded as DROPPED instead of retried forever."""
     lease_seconds: int = 600
     """In-progress claims older than this are taken over (longer than the 540 s function timeout)."""
     stall_after_seconds: int = 6 * 3600
-    """A job PENDING/QUEUED longer than this produces one ``job.stalled`` event."""
+    """A job PENDING longer than this (and not only waiting for quota) produces one ``job.stalled`` event."""
     poll_concurrency: int = 16
     max_reported_errors: int = 100
     defaults_file: str = ""
@@ -130,6 +134,10 @@ class Settings:
                 raise SettingsError(f"SFTPILOT_{name.upper()}", getattr(self, name), "a positive integer")
         if self.tuning_base_url and not self.tuning_base_url.startswith(("http://", "https://")):
             raise SettingsError("SFTPILOT_TUNING_BASE_URL", self.tuning_base_url, "an http(s):// URL")
+        if self.pricing_file:
+            from shared.pricing import load_price_table  # noqa: PLC0415 - only when a file is set
+
+            load_price_table(self.pricing_file)  # raises SettingsError naming SFTPILOT_PRICING_FILE
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("SFTPILOT_LOG_LEVEL", self.log_level, "one of DEBUG, INFO, WARNING, ERROR")
 

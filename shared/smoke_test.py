@@ -5,7 +5,11 @@ Prompts come, in this order of preference, from the dataset's ``tuning.yaml``
 validation set (the prompt is the conversation up to its last model turn, the reference is that
 model turn's text), or from ``default_prompt``. Each prompt runs on the tuned endpoint (and on
 every exported checkpoint endpoint with ``checkpoints: true``) with deterministic settings:
-temperature 0 and thinking turned off (budget 0) where the model thinks.
+temperature 0 and the least thinking the base model's family allows (budget 0 where thinking
+can be turned off, the documented minimum on 2.5 Pro, the lowest ``thinking_level`` on Gemini 3),
+with ``max_output_tokens`` raised by the thinking budget so the answer keeps its room (the facts
+and their sources are the table in :mod:`shared.model_families`). The base model comes from the
+job record (:func:`base_model_of`), also when the job tuned a tuned model.
 
 Checks are data: each kind is a small class with ``evaluate(text) -> CheckVerdict``. A prompt
 passes when its response is non-empty and every configured check passes; the smoke test passes
@@ -25,22 +29,25 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 from shared.errors import BlobNotFoundError, ErrorInfo, is_retryable
+from shared.model_families import GenerationSettings, generation_settings, is_tuned_model_name
 from shared.ports import BlobStore, GenerationRequest, GenerationResult, TuningBackend
 from shared.record_parts import ResolvedConfig, TuningView
 from shared.records import JSON, JobRecord
 from shared.retry import RetryPolicy, Sleep, call_with_retries
 from shared.scoring import RougeScores, mean_scores, rouge_scores
-from shared.tuning_config import DEFAULT_BASE_MODEL
 
 DEFAULT_PROMPT = "Say hello."
 MAX_STORED_CHARS = 2000
 """Responses and prompts are cut to this length on the job record (the report keeps them whole)."""
+MAX_PROGRESS_CHARS = 400_000
+"""Calls kept on the record when an invocation runs out of time (Firestore documents stop at
+1 MiB); calls beyond it are simply run again by the redelivery."""
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -57,7 +64,7 @@ class SmokeTestOptions:
     checkpoints: bool = False
     compare_base: bool = False
     max_output_tokens: int = 256
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = 30.0
 
     @classmethod
     def from_config(cls, config: ResolvedConfig | Mapping[str, Any] | None) -> SmokeTestOptions:
@@ -76,23 +83,26 @@ class SmokeTestOptions:
         )
 
 
-def thinking_budget_for(base_model: str) -> int | None:
-    """The lowest thinking budget a model accepts: 0 turns thinking off on 2.5 Flash/Flash-Lite.
+def base_model_of(record: JobRecord) -> str | None:
+    """The Gemini base model a record's tuned endpoint derives from, or None when unknown.
 
-    2.5 Pro cannot turn thinking off (its minimum budget is 128); models before 2.5 do not think
-    and get no thinking config at all.
+    The tuning view's ``base_model`` is what Vertex reported for the job: ``baseModel``, or for
+    a job that tuned a tuned model (continuous tuning) ``preTunedModel.baseModel``, the Gemini
+    model at the root of that chain (output only, see
+    https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#PreTunedModel).
+    The config's ``base_model`` is used when the view has none; a tuned-model name is not a
+    family and is skipped.
 
-    >>> thinking_budget_for("gemini-2.5-flash"), thinking_budget_for("gemini-2.5-pro")
-    (0, 128)
-    >>> thinking_budget_for("publishers/google/models/gemini-2.0-flash-001") is None
-    True
+    >>> from shared.records import DatasetRef, new_record, utcnow
+    >>> rec = new_record(DatasetRef("b", "datasets/faq/v1.jsonl", 7, "faq"), utcnow())
+    >>> base_model_of(rec.with_changes(utcnow(), config=ResolvedConfig(base_model="projects/p/locations/l/models/9@1"),
+    ...                                tuning=TuningView(base_model="gemini-2.5-pro")))
+    'gemini-2.5-pro'
     """
-    name = base_model.rsplit("/", 1)[-1].lower()
-    if re.match(r"gemini-(1\.|2\.0)", name):
-        return None
-    if re.match(r"gemini-2\.5-pro", name):
-        return 128
-    return 0
+    for candidate in (record.tuning and record.tuning.base_model, record.config and record.config.base_model):
+        if isinstance(candidate, str) and candidate and not is_tuned_model_name(candidate):
+            return candidate
+    return None
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -505,7 +515,7 @@ def run_prompt(
     *,
     tuning: TuningBackend,
     options: SmokeTestOptions,
-    thinking_budget: int | None,
+    generation: GenerationSettings,
     retry: RetryPolicy,
     sleep: Sleep = time.sleep,
 ) -> PromptResult:
@@ -518,8 +528,9 @@ def run_prompt(
         contents=[dict(turn) for turn in prompt.contents],
         system_instruction=prompt.system_instruction,
         temperature=0.0,
-        max_output_tokens=options.max_output_tokens,
-        thinking_budget=thinking_budget,
+        max_output_tokens=generation.max_output_tokens,
+        thinking_budget=generation.thinking_budget,
+        thinking_level=generation.thinking_level,
         timeout_seconds=options.timeout_seconds,
     )
     try:
@@ -556,11 +567,29 @@ class SmokeTestResult:
     base_model: str | None = None
     problems: tuple[str, ...] = ()
     """Failures that are not about one prompt (e.g. no endpoint recorded)."""
+    unfinished: int = 0
+    """Calls not made because the time budget ran out (0 = the test is complete)."""
 
     @property
     def passed(self) -> bool:
-        """True when something was tested, nothing failed, and every result passed."""
-        return not self.problems and bool(self.results) and all(r.passed for r in self.results)
+        """True when complete, something was tested, nothing failed, and every result passed."""
+        return not self.unfinished and not self.problems and bool(self.results) and all(r.passed for r in self.results)
+
+    def progress(self, max_chars: int = MAX_PROGRESS_CHARS) -> JSON:
+        """The calls made so far, to resume from (``calls`` as :func:`call_record`; size-capped)."""
+        calls: list[JSON] = []
+        used = 0
+        for result in (*self.results, *self.base_results):
+            call = call_record(result)
+            used += len(json.dumps(call))
+            if used > max_chars:
+                break
+            calls.append(call)
+        return {
+            "calls": calls,
+            "done": len(calls),
+            "total": self.prompts_total + len(self.base_results) + self.unfinished,
+        }
 
     @property
     def prompts_total(self) -> int:
@@ -596,6 +625,45 @@ class SmokeTestResult:
         return {label: s.to_dict() for label, s in scores.items()} or None
 
 
+def call_key(target: SmokeTarget, index: int) -> str:
+    """Identifies one call across invocations: ``tuned#0``, ``checkpoint-1#3``, ``base#2``."""
+    return f"{target.label}#{index}"
+
+
+def call_record(result: PromptResult) -> JSON:
+    """What a finished call leaves for a later invocation (the checks are re-evaluated from it)."""
+    return {
+        "key": call_key(result.target, result.index),
+        "response": result.response,
+        "latency_seconds": result.latency_seconds,
+        "prompt_tokens": result.prompt_tokens,
+        "output_tokens": result.output_tokens,
+        "finish_reason": result.finish_reason,
+        "attempts": result.attempts,
+        "error": result.error,
+    }
+
+
+def result_from_call(index: int, prompt: SmokePrompt, target: SmokeTarget, call: Mapping[str, Any]) -> PromptResult:
+    """A call made by an earlier invocation, judged again (checks and ROUGE are pure)."""
+    text = str(call.get("response") or "")
+    error = call.get("error")
+    return PromptResult(
+        index=index,
+        prompt=prompt,
+        target=target,
+        response=text,
+        latency_seconds=float(call.get("latency_seconds") or 0.0),
+        prompt_tokens=call.get("prompt_tokens"),
+        output_tokens=call.get("output_tokens"),
+        finish_reason=call.get("finish_reason"),
+        attempts=int(call.get("attempts") or 0),
+        verdicts=() if error else tuple(evaluate_checks(prompt.checks, text)),
+        error=dict(error) if isinstance(error, Mapping) else None,
+        rouge=rouge_scores(text, prompt.reference) if prompt.reference and not error else None,
+    )
+
+
 def run_smoke_test(
     record: JobRecord,
     *,
@@ -604,8 +672,16 @@ def run_smoke_test(
     blobs: BlobStore,
     retry: RetryPolicy | None = None,
     sleep: Sleep = time.sleep,
+    deadline: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    done: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> SmokeTestResult:
     """Select prompts, run them on the tuned (and checkpoint) endpoints, optionally on the base.
+
+    Time budget: with ``deadline`` (a ``monotonic()`` value), a call is only started while its
+    worst case (every attempt timing out, plus backoff) still fits; the rest are counted in
+    ``unfinished`` and the result is not a verdict. ``done`` holds calls an earlier invocation
+    made (:func:`call_record` by :func:`call_key`): they are judged again, not sent again.
 
     Raises retryable errors (transient backend failures after retries, unreadable validation
     set) so the caller can release its claim and let the event be redelivered.
@@ -613,29 +689,38 @@ def run_smoke_test(
     retry = retry or RetryPolicy()
     selection = select_prompts(options, validation_uri=validation_set_uri(record), blobs=blobs)
     targets, problems = targets_for(record, options)
-    # The base model is the config's (what submission asked for); the tuning view never had one.
-    base_model = str((record.config.base_model if record.config else None) or DEFAULT_BASE_MODEL)
-    budget = thinking_budget_for(base_model) if base_model else 0
-    results = [
-        run_prompt(i, p, t, tuning=tuning, options=options, thinking_budget=budget, retry=retry, sleep=sleep)
-        for t in targets
-        for i, p in enumerate(selection.prompts)
-    ]
-    base_results: list[PromptResult] = []
+    base_model = base_model_of(record) or ""
+    generation = generation_settings(base_model, answer_tokens=options.max_output_tokens)
+    plan = [(i, p, t) for t in targets for i, p in enumerate(selection.prompts)]
     if options.compare_base and base_model and targets:
         base_target = SmokeTarget(TargetRole.BASE, base_model, "base")
-        base_results = [
-            run_prompt(
-                i, p, base_target, tuning=tuning, options=options, thinking_budget=budget, retry=retry, sleep=sleep
+        plan += [(i, p, base_target) for i, p in enumerate(selection.prompts)]
+    worst_call = retry.worst_case_seconds(options.timeout_seconds)
+    results: list[PromptResult] = []
+    base_results: list[PromptResult] = []
+    unfinished = made = 0
+    for i, p, t in plan:
+        earlier = (done or {}).get(call_key(t, i))
+        if earlier is not None:
+            result = result_from_call(i, p, t, earlier)
+        elif unfinished or (made and deadline is not None and deadline - monotonic() < worst_call):
+            # Out of time (keep the order: every later call waits too). The first new call of an
+            # invocation is always made, so every redelivery makes progress.
+            unfinished += 1
+            continue
+        else:
+            result = run_prompt(
+                i, p, t, tuning=tuning, options=options, generation=generation, retry=retry, sleep=sleep
             )
-            for i, p in enumerate(selection.prompts)
-        ]
+            made += 1
+        (base_results if t.role is TargetRole.BASE else results).append(result)
     return SmokeTestResult(
         selection=selection,
         results=tuple(results),
         base_results=tuple(base_results),
         base_model=base_model or None,
         problems=tuple(problems),
+        unfinished=unfinished,
     )
 
 

@@ -22,6 +22,15 @@ from enum import StrEnum
 
 from shared.errors import InvalidTransitionError
 
+WAITING_FOR_QUOTA = "TUNING_JOB_STATE_WAITING_FOR_QUOTA"
+"""Vertex ``TuningJob.tuningJobState`` while an accepted job waits for the concurrent-job quota.
+
+A full quota may not answer 429 on create: the job is accepted and held (PENDING) with this
+output-only detail state. It is a wait, not a stall. Sources:
+https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#TuningJobState
+https://googleapis.github.io/js-genai/release_docs/enums/types.TuningJobState.html
+"""
+
 
 class TuningState(StrEnum):
     """Vertex AI ``JobState`` of a tuning job, exactly as the REST API spells it."""

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from shared.continuous import continuation_of
 from shared.errors import (
     BackendError,
     ClaimInProgressError,
@@ -103,8 +104,11 @@ def build_spec(record: JobRecord, deployment: str) -> TuningJobSpec:
         )
     validation_set = (record.validation.validation_set if record.validation else None) or {}
     lr = config.learning_rate_multiplier
+    continuation = continuation_of(config)
     return TuningJobSpec(
-        base_model=str(config.base_model or DEFAULT_BASE_MODEL),
+        base_model=continuation.base_model if continuation else str(config.base_model or DEFAULT_BASE_MODEL),
+        pre_tuned_model=continuation.tuned_model_name if continuation else None,
+        pre_tuned_checkpoint_id=continuation.checkpoint_id if continuation else None,
         training_dataset_uri=record.dataset.gcs_uri,
         display_name=display_name,
         validation_dataset_uri=validation_set.get("uri"),
@@ -178,7 +182,21 @@ def _adopt_or_create(
     owner: str,
     after_step: Callable[[SubmitStep], None] | None,
 ) -> JobRecord:
-    existing = find_jobs_by_key(tuning, record.id)
+    try:
+        existing = find_jobs_by_key(tuning, record.id)
+    except BackendError as exc:
+        if is_retryable(exc):
+            raise
+        # The adapter already falls back to an unfiltered listing when the label filter is
+        # refused; a listing that fails for good must not fail the submission (adoption only
+        # matters after a crash right after create, far rarer than a refused list call).
+        log_event(
+            "WARNING",
+            "could not list tuning jobs by label; creating without the adoption check",
+            job_id=record.id,
+            error=str(exc),
+        )
+        existing = []
     if existing:
         if len(existing) > 1:
             log_event(

@@ -32,9 +32,12 @@ from typing import Any, Final
 
 import yaml
 
+from shared.budget import BudgetOptions, check_budget_section
 from shared.errors import BlobReadError, ConfigProblem, TuningConfigError
+from shared.gate import GateOptions, check_gate_section
 from shared.ports import BlobStore
 from shared.records import JSON
+from shared.retry import RetryPolicy
 
 CONFIG_FILE_NAME: Final = "tuning.yaml"
 MAX_CONFIG_BYTES: Final = 64 * 1024
@@ -46,9 +49,42 @@ DISPLAY_NAME_FIELDS: Final = frozenset({"lineage", "name", "generation", "date"}
 MAX_DISPLAY_NAME_CHARS: Final = 128
 ADAPTER_SIZES: Final = (1, 2, 4, 8, 16)
 RESERVED_LABELS: Final = frozenset({"sftpilot-key", "sftpilot-lineage", "managed-by"})
-MAX_USER_LABELS: Final = 64 - len(RESERVED_LABELS)
-"""GCP allows 64 labels per resource; three are ours."""
+MAX_LABELS_PER_RESOURCE: Final = 64
+"""Labels one Google Cloud resource may carry (tuning jobs, models and endpoints alike):
+https://cloud.google.com/resource-manager/docs/labels-overview#requirements and the TuningJob
+``labels`` field, https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#TuningJob"""
+GOOGLE_LABEL_HEADROOM: Final = 8
+"""Labels left free for the ones Google adds itself (Vertex propagates labels onto resources it
+creates, e.g. https://cloud.google.com/vertex-ai/docs/pipelines/gcpc-label-propagation): a job
+whose labels fill all 64 could be refused, or lose a label, when Google adds one."""
+MAX_USER_LABELS: Final = MAX_LABELS_PER_RESOURCE - len(RESERVED_LABELS) - GOOGLE_LABEL_HEADROOM
+"""53: 64 per resource, minus sftpilot's 3 reserved labels, minus 8 kept free for Google's own."""
+
+
+def too_many_labels(count: int) -> str:
+    """The message for ``count`` user labels over :data:`MAX_USER_LABELS`, with the arithmetic.
+
+    >>> too_many_labels(60)
+    'at most 53 labels (got 60): Vertex allows 64 per resource, sftpilot sets 3 and keeps 8 free for labels Google adds'
+    """
+    return (
+        f"at most {MAX_USER_LABELS} labels (got {count}): Vertex allows {MAX_LABELS_PER_RESOURCE} per resource, "
+        f"sftpilot sets {len(RESERVED_LABELS)} and keeps {GOOGLE_LABEL_HEADROOM} free for labels Google adds"
+    )
+
+
 MAX_SMOKE_PROMPTS: Final = 50
+
+COMPLETION_FUNCTION_TIMEOUT_SECONDS: Final = 540
+"""The longest an event-driven function may run (the completion function is deployed with it):
+https://cloud.google.com/functions/docs/configuring/timeout . Past it the invocation is killed
+and the event redelivered."""
+COMPLETION_RESERVE_SECONDS: Final = 60
+"""Kept for everything but the prompts: claim, reports, record update, publish, cleanup."""
+SMOKE_TEST_TIME_BUDGET_SECONDS: Final = COMPLETION_FUNCTION_TIMEOUT_SECONDS - COMPLETION_RESERVE_SECONDS
+"""480 s: what one invocation may spend on smoke-test calls."""
+SMOKE_CALL_RETRY: Final = RetryPolicy()
+"""Attempts and backoff of one smoke-test call (the completion function's default policy)."""
 
 LABEL_KEY_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE_RE: Final = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -100,7 +136,8 @@ class SmokeTestConfig:
     checkpoints: bool = False
     compare_base: bool = False
     max_output_tokens: int = 256
-    timeout_seconds: int = 60
+    timeout_seconds: int = 30
+    """Per call; the default keeps 5 prompts x 3 attempts inside the time budget (465 of 480 s)."""
 
     def to_dict(self) -> JSON:
         """JSON-ready view."""
@@ -146,6 +183,8 @@ class TuningConfig:
     lineage: str | None = None
     """Overrides the lineage folder; the intake stores the effective lineage here."""
     base_model: str = DEFAULT_BASE_MODEL
+    base_checkpoint_id: str | None = None
+    """Continuous tuning: the parent model's checkpoint to start from (default: its default one)."""
     epochs: int | None = None
     """None: the service chooses."""
     adapter_size: int | None = None
@@ -162,12 +201,17 @@ class TuningConfig:
     service_account: str | None = None
     smoke_test: SmokeTestConfig = field(default_factory=SmokeTestConfig)
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
+    gate: GateOptions = field(default_factory=GateOptions)
+    """The quality gate (:mod:`shared.gate`)."""
+    budget: BudgetOptions = field(default_factory=BudgetOptions)
+    """Cost limits checked before submission (:mod:`shared.budget`)."""
 
     def to_dict(self) -> JSON:
         """JSON-ready view with every key present (the ``record.config`` form)."""
         return {
             "lineage": self.lineage,
             "base_model": self.base_model,
+            "base_checkpoint_id": self.base_checkpoint_id,
             "epochs": self.epochs,
             "adapter_size": self.adapter_size,
             "learning_rate_multiplier": self.learning_rate_multiplier,
@@ -180,6 +224,8 @@ class TuningConfig:
             "service_account": self.service_account,
             "smoke_test": self.smoke_test.to_dict(),
             "cleanup": self.cleanup.to_dict(),
+            "gate": self.gate.to_dict(),
+            "budget": self.budget.to_dict(),
         }
 
     @classmethod
@@ -485,7 +531,11 @@ def _check_lineage(c: _Checker, v: Any, p: str) -> Any:
 
 
 def _check_base_model(c: _Checker, v: Any, p: str) -> Any:
-    return c.want_match(v, p, _BASE_MODEL_RE, "a model name such as 'gemini-2.5-flash'")
+    if v == "lineage:live":  # continuous tuning on the lineage's live model (shared/continuous.py)
+        return v
+    return c.want_match(
+        v, p, _BASE_MODEL_RE, "a model name such as 'gemini-2.5-flash', a tuned model's resource name or lineage:live"
+    )
 
 
 def _check_epochs(c: _Checker, v: Any, p: str) -> Any:
@@ -577,7 +627,7 @@ def _check_labels(c: _Checker, v: Any, p: str) -> Any:
             continue
         labels[key] = value
     if len(labels) > MAX_USER_LABELS:
-        c.fail(p, f"at most {MAX_USER_LABELS} labels (got {len(labels)}); GCP allows 64 and sftpilot sets 3")
+        c.fail(p, too_many_labels(len(labels)))
     return labels
 
 
@@ -649,6 +699,21 @@ def _check_cleanup(c: _Checker, v: Any, p: str) -> Any:
     return _check_fields(c, mapping, p, _CLEANUP_FIELDS)
 
 
+def _section_check(check_section: Callable[[Mapping[str, Any]], tuple[JSON, list[tuple[str, str]]]]) -> FieldCheck:
+    """A field check for a section validated by its own module (``gate``, ``budget``)."""
+
+    def check(c: _Checker, v: Any, p: str) -> Any:
+        mapping = c.want_mapping(v, p)
+        if mapping is None:
+            return None
+        values, problems = check_section(mapping)
+        for key, message in problems:
+            c.fail(_join(p, key), message)
+        return values
+
+    return check
+
+
 _PROMPT_FIELDS: Final[dict[str, object]] = {
     "prompt": None,
     "contains": None,
@@ -678,6 +743,7 @@ _CLEANUP_FIELDS: Final[dict[str, FieldCheck]] = {
 _TOP_FIELDS: Final[dict[str, FieldCheck]] = {
     "lineage": _check_lineage,
     "base_model": _check_base_model,
+    "base_checkpoint_id": lambda c, v, p: c.want_str(str(v) if isinstance(v, int) else v, p),
     "epochs": _check_epochs,
     "adapter_size": _check_adapter_size,
     "learning_rate_multiplier": _check_lr,
@@ -690,6 +756,8 @@ _TOP_FIELDS: Final[dict[str, FieldCheck]] = {
     "service_account": _check_service_account,
     "smoke_test": _check_smoke_test,
     "cleanup": _check_cleanup,
+    "gate": _section_check(check_gate_section),
+    "budget": _section_check(check_budget_section),
 }
 
 
@@ -723,7 +791,7 @@ def _check_layer(raw: Any, source: str) -> _Layer:
 
 # --- merging and building ----------------------------------------------------------------------
 
-_NESTED: Final = frozenset({"labels", "smoke_test", "cleanup"})
+_NESTED: Final = frozenset({"labels", "smoke_test", "cleanup", "gate", "budget"})
 
 
 def _merge(base: JSON, layer: JSON) -> JSON:
@@ -759,19 +827,82 @@ def _build(values: JSON, sources: list[str]) -> TuningConfig:
     )
     smoke_cfg = SmokeTestConfig(**{k: v for k, v in smoke.items() if v is not None})
     cleanup_cfg = CleanupConfig(**{k: v for k, v in (values.get("cleanup") or {}).items() if v is not None})
+    gate_values = {k: v for k, v in (values.get("gate") or {}).items() if v is not None}
+    gate_cfg = GateOptions.from_config({"gate": gate_values})
     top = {k: v for k, v in values.items() if k not in _NESTED and v is not None}
+    budget_problem = smoke_time_budget_problem(
+        replace(TuningConfig(**top), smoke_test=replace(smoke_cfg, prompts=prompts))
+    )
+    if budget_problem is not None:
+        source = ", ".join(sources)
+        raise TuningConfigError(source, [ConfigProblem("smoke_test", budget_problem, source)])
     labels = dict(values.get("labels") or {})
     if len(labels) > MAX_USER_LABELS:
         source = ", ".join(sources)
         raise TuningConfigError(
             source,
-            [ConfigProblem("labels", f"at most {MAX_USER_LABELS} labels after merging (got {len(labels)})", source)],
+            [ConfigProblem("labels", f"{too_many_labels(len(labels))} (after merging {source})", source)],
         )
     return replace(
         TuningConfig(**top),
         labels=labels,
         smoke_test=replace(smoke_cfg, prompts=prompts),
         cleanup=cleanup_cfg,
+        gate=gate_cfg,
+        budget=BudgetOptions.from_config(values),
+    )
+
+
+# --- time budget ---------------------------------------------------------------------------------
+
+
+def smoke_test_call_count(config: TuningConfig) -> tuple[int, int]:
+    """(prompts, targets) a config can ask for at most, as far as the config alone tells.
+
+    Prompts: the configured ones, else ``from_validation`` (at least the one default prompt).
+    Targets: the tuned endpoint, one per intermediate checkpoint with ``checkpoints: true`` (one
+    per epoch but the last; only counted when ``epochs`` is set, Vertex picks it otherwise),
+    and the base model with ``compare_base``.
+    """
+    smoke = config.smoke_test
+    prompts = len(smoke.prompts) or max(smoke.from_validation, 1)
+    targets = 1
+    if smoke.checkpoints and not config.export_last_checkpoint_only and config.epochs:
+        targets += config.epochs - 1
+    if smoke.compare_base:
+        targets += 1
+    return prompts, targets
+
+
+def smoke_time_budget_problem(config: TuningConfig) -> str | None:
+    """Why a config's smoke test cannot finish inside one completion invocation, or None.
+
+    A config over the budget would be stopped by the function timeout and redelivered; the
+    message gives the arithmetic so the user sees which knob to turn.
+
+    >>> smoke_time_budget_problem(TuningConfig()) is None
+    True
+    >>> slow = TuningConfig(smoke_test=SmokeTestConfig(from_validation=10, timeout_seconds=60))
+    >>> print(smoke_time_budget_problem(slow).split(";")[0])  # doctest: +NORMALIZE_WHITESPACE
+    worst case 10 prompt(s) x 1 target(s) x (60 s timeout x 3 attempts + 3 s backoff) = 1830 s,
+    over the 480 s the completion function has for it (540 s limit - 60 s for the rest)
+    """
+    if not config.smoke_test.enabled:
+        return None
+    prompts, targets = smoke_test_call_count(config)
+    retry = SMOKE_CALL_RETRY
+    per_call = retry.worst_case_seconds(config.smoke_test.timeout_seconds)
+    total = prompts * targets * per_call
+    if total <= SMOKE_TEST_TIME_BUDGET_SECONDS:
+        return None
+    backoff = per_call - config.smoke_test.timeout_seconds * retry.attempts
+    budget = SMOKE_TEST_TIME_BUDGET_SECONDS
+    return (
+        f"worst case {prompts} prompt(s) x {targets} target(s) x ({config.smoke_test.timeout_seconds} s timeout x "
+        f"{retry.attempts} attempts + {backoff:g} s backoff) = {total:g} s, over the {budget} s "
+        f"the completion function has for it ({COMPLETION_FUNCTION_TIMEOUT_SECONDS} s limit - "
+        f"{COMPLETION_RESERVE_SECONDS} s for the rest); lower smoke_test.timeout_seconds or the number of prompts "
+        "(prompts / from_validation), or turn off checkpoints / compare_base"
     )
 
 

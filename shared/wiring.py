@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from shared.ports import BlobStore, Clock, JobStore, Publisher, TuningBackend
+from shared.ports import BlobStore, Clock, JobStore, Publisher, SpendLedger, TuningBackend
+from shared.pricing import PriceTable, load_price_table
 from shared.records import utcnow
 from shared.settings import Settings
 
@@ -42,6 +43,24 @@ class Services:
             jobs_collection=self.settings.jobs_collection,
             effects_collection=self.settings.effects_collection,
         )
+
+    @cached_property
+    def spend(self) -> SpendLedger:
+        """The spending ledgers, in the job store's Firestore database."""
+        from shared.adapters.firestore import FirestoreJobStore, FirestoreSpendLedger  # noqa: PLC0415
+
+        store = self.jobs
+        if not isinstance(store, FirestoreJobStore):
+            # Only tests inject another job store; keep their ledger in memory beside it.
+            from shared.adapters.fakes import FakeSpendLedger  # noqa: PLC0415
+
+            return FakeSpendLedger()
+        return FirestoreSpendLedger(store, self.settings.spending_collection)
+
+    @cached_property
+    def prices(self) -> PriceTable:
+        """shared/pricing.yaml with ``SFTPILOT_PRICING_FILE``'s prices over it."""
+        return load_price_table(self.settings.pricing_file)
 
     @cached_property
     def publisher(self) -> Publisher:

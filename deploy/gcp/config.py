@@ -539,6 +539,8 @@ SETTINGS_SOURCES: Final[dict[str, str]] = {
     "firestore_database": "var.firestore_database",
     "jobs_collection": "var.jobs_collection",
     "effects_collection": "var.effects_collection",
+    "spending_collection": "unset in GCP: Settings default (the spending ledgers beside the job records)",
+    "pricing_file": "unset in GCP: the shipped shared/pricing.yaml (set it in a settings file to override prices)",
     "max_event_age_seconds": "var.max_event_age_seconds (unset: Settings default)",
     "lease_seconds": "var.lease_seconds (unset: Settings default)",
     "stall_after_seconds": "var.stall_after_seconds (unset: Settings default)",

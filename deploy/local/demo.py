@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.local.stack import DEFAULT_MODEL_MAP, LocalStack, StackComponents
+from shared.budget import cost_line, cost_summary
 from shared.cli.jobs_cmd import cleanup_summary, training_progress
 from shared.errors import NotFoundError, SftpilotError
 from shared.ports import JobQuery
@@ -163,6 +164,8 @@ def describe(record: JobRecord) -> str:
     smoke = record.smoke_test
     if smoke:
         parts.append("smoke test " + ("PASSED" if smoke.passed else "FAILED"))
+    if record.gate:
+        parts.append(f"gate {record.gate.get('verdict')}")
     if record.cleanup:
         parts.append("cleanup: " + cleanup_summary(record.cleanup))
     return "  ".join(parts)
@@ -178,6 +181,8 @@ def _finished(record: JobRecord) -> bool:
     smoke = record.smoke_test
     if not smoke:
         return False
+    if (record.gate or {}).get("verdict") in ("HELD", "REJECTED"):
+        return not record.has_pending_outbox  # no promotion: no cleanup to wait for
     if smoke.passed and record.dataset.name.endswith("/v2.jsonl"):
         return bool(record.cleanup)
     return True
@@ -195,14 +200,35 @@ def run_demo(options: DemoOptions, say: Say = print) -> DemoResult:
         on_progress=lambda message: say(f"  {message}"),
     )
     stack.start()
+    dashboard = _start_dashboard(stack, say)
     try:
         result = _run(stack, options, say, started)
         if options.keep:
+            say(f"dashboard: {dashboard.url}" if dashboard else "dashboard: run `sftpilot ui` from another shell")
             _serve_until_interrupted(options.state_dir, say)
         return result
     finally:
         say("stopping the local stack ...")
+        if dashboard is not None:
+            dashboard.close()
         stack.stop()
+
+
+def _start_dashboard(stack: LocalStack, say: Say) -> Any:
+    """The dashboard proxy for this stack (watch the jobs live while the demo runs), or None."""
+    from shared.ui.proxy import DashboardProxy, Target  # noqa: PLC0415
+
+    env = stack.env()
+    url, token = env.get("SFTPILOT_API_URL", ""), env.get("SFTPILOT_API_TOKEN", "")
+    if not url or not token:
+        return None
+    try:
+        proxy = DashboardProxy(Target(url, lambda: token, "local stack"), port=0).start()
+    except OSError as exc:
+        say(f"dashboard not started ({exc})")
+        return None
+    say(f"dashboard (live while the demo runs): {proxy.url}")
+    return proxy
 
 
 def explore_hint(state_dir: Path, cli: str | None = None) -> list[str]:
@@ -394,17 +420,21 @@ def _retired_models(services: Services, records: Mapping[str, JobRecord]) -> lis
 
 def summary(result: DemoResult) -> list[str]:
     """The closing table and where the reports are."""
-    rows = [("DATASET", "STATUS", "SMOKE TEST", "TUNED MODEL")]
+    rows = [("DATASET", "STATUS", "SMOKE TEST", "GATE", "TUNED MODEL")]
     for name, record in sorted(result.records.items()):
         smoke = record.smoke_test
         verdict = "-" if not smoke else ("passed" if smoke.passed else "failed")
+        gate = str((record.gate or {}).get("verdict") or "-")
         model = (record.tuning.tuned_model if record.tuning else None) or "-"
         if model in result.retired_models:
             model += " (retired)"
-        rows.append((_short(name), record.status.value, verdict, model.rsplit("/", 1)[-1]))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows.append((_short(name), record.status.value, verdict, gate, model.rsplit("/", 1)[-1]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = ["", "summary:"]
     out += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    for name, record in sorted(result.records.items()):
+        if cost := cost_summary(part_dict(record.validation), record.cost):
+            out.append(f"  cost {_short(name):<24} {cost_line(cost)}")
     types = sorted({event["attributes"].get("type", "?") for event in result.events})
     out.append(f"  events seen: {len(result.events)} ({', '.join(types)})")
     out.append(f"  reports copied to {result.reports_dir}:")

@@ -45,16 +45,18 @@ from shared.ports import (
     GenerationResult,
     JobPage,
     JobQuery,
+    MetricSeries,
     ModelInfo,
     OutgoingEvent,
     QueryOrder,
     RecordMutation,
+    SpendReservation,
     TunedCheckpoint,
     TuningJob,
     TuningJobSpec,
 )
 from shared.records import JSON, JobRecord, utcnow
-from shared.states import TuningState, check_transition
+from shared.states import WAITING_FOR_QUOTA, TuningState, check_transition
 
 
 class FailureScript:
@@ -375,9 +377,12 @@ class FakeTuningBackend:
         latency_seconds: float = 0.0,
         responder: Responder = _echo_responder,
         checkpoints_per_job: int = 2,
+        queue_when_full: bool = False,
     ) -> None:
         self._prefix = f"projects/{project}/locations/{location}"
         self.quota = quota
+        self.queue_when_full = queue_when_full
+        """Full quota: accept the job PENDING + WAITING_FOR_QUOTA (as Vertex may) instead of a 429."""
         self.latency_seconds = latency_seconds
         self.responder = responder
         self.checkpoints_per_job = checkpoints_per_job
@@ -388,6 +393,8 @@ class FakeTuningBackend:
         """Endpoint name -> deployed model names."""
         self.calls: Counter[str] = Counter()
         self.generations: list[tuple[str, GenerationRequest]] = []
+        self.metric_series: dict[str, MetricSeries] = {}
+        """Job name -> its metric series; jobs not listed have none (like a backend without curves)."""
         self.failures = FailureScript()
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
@@ -400,7 +407,7 @@ class FakeTuningBackend:
         self.failures.check(operation)
 
     def _active_count(self) -> int:
-        return sum(1 for j in self.jobs.values() if not j.has_ended)
+        return sum(1 for j in self.jobs.values() if not j.has_ended and j.detail_state != WAITING_FOR_QUOTA)
 
     # --- jobs ---
 
@@ -410,7 +417,8 @@ class FakeTuningBackend:
         if not spec.training_dataset_uri.startswith("gs://"):
             raise InvalidArgumentError("create_job", 400, "trainingDatasetUri must be a gs:// URI", "INVALID_ARGUMENT")
         with self._lock:
-            if self._active_count() >= self.quota:
+            full = self._active_count() >= self.quota
+            if full and not self.queue_when_full:
                 raise QuotaExceededError(
                     "create_job", 429, "concurrent tuning jobs quota exceeded", "RESOURCE_EXHAUSTED"
                 )
@@ -419,6 +427,7 @@ class FakeTuningBackend:
             job = TuningJob(
                 name=name,
                 state=TuningState.PENDING,
+                detail_state=WAITING_FOR_QUOTA if full else None,
                 base_model=spec.base_model,
                 display_name=spec.display_name,
                 create_time=now,
@@ -437,6 +446,15 @@ class FakeTuningBackend:
         if job is None:
             raise NotFoundError("get_job", 404, f"TuningJob {name} not found", "NOT_FOUND")
         return job
+
+    def read_metric_series(self, name: str) -> MetricSeries | None:
+        """The series a test put in :attr:`metric_series`, or None; NotFoundError for unknown jobs."""
+        self._enter("read_metric_series")
+        with self._lock:
+            if name not in self.jobs:
+                raise NotFoundError("read_metric_series", 404, f"TuningJob {name} not found", "NOT_FOUND")
+            series = self.metric_series.get(name)
+        return None if series is None else {key: list(points) for key, points in series.items()}
 
     def list_jobs(self, labels: dict[str, str] | None = None, page_size: int = 100) -> Iterator[TuningJob]:
         """Jobs carrying all ``labels``, oldest first."""
@@ -461,12 +479,14 @@ class FakeTuningBackend:
 
     # --- test controls ---
 
-    def set_state(self, name: str, state: TuningState, *, error_message: str | None = None) -> TuningJob:
+    def set_state(
+        self, name: str, state: TuningState, *, error_message: str | None = None, detail_state: str | None = None
+    ) -> TuningJob:
         """Move a job (tests drive the lifecycle). SUCCEEDED creates the model and endpoints."""
         with self._lock:
             job = self.jobs[name]
             now = utcnow()
-            changes: dict[str, object] = {"state": state, "update_time": now}
+            changes: dict[str, object] = {"state": state, "update_time": now, "detail_state": detail_state}
             if state is TuningState.RUNNING and job.start_time is None:
                 changes["start_time"] = now
             if state.has_ended:
@@ -579,3 +599,34 @@ class FakeTuningBackend:
         """A model this deployment did not create (deletion-safety tests)."""
         with self._lock:
             self.models[name] = _FakeModel(name, dict(labels), [], utcnow())
+
+
+class FakeSpendLedger:
+    """:class:`shared.ports.SpendLedger` in memory; a lock makes each reservation atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.docs: dict[str, JSON] = {}
+
+    def reserve(self, key: str, job_id: str, amount_usd: float, limit_usd: float | None) -> SpendReservation:
+        """Reserve atomically (see the port)."""
+        from shared.budget import apply_reservation  # noqa: PLC0415 - the domain rule, pure
+
+        with self._lock:
+            new_doc, answer = apply_reservation(self.docs.get(key), key, job_id, amount_usd, limit_usd)
+            if new_doc is not None:
+                self.docs[key] = copy.deepcopy(new_doc)
+            return answer
+
+    def get(self, key: str) -> JSON | None:
+        """A copy of the ledger document, or None."""
+        with self._lock:
+            doc = self.docs.get(key)
+            return copy.deepcopy(doc) if doc is not None else None
+
+    def record_actual(self, key: str, job_id: str, actual: JSON) -> None:
+        """Store the actual beside the reservation (ignored if there is none)."""
+        with self._lock:
+            jobs = (self.docs.get(key) or {}).get("jobs") or {}
+            if job_id in jobs:
+                jobs[job_id]["actual"] = dict(actual)

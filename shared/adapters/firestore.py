@@ -44,7 +44,15 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from shared.errors import RecordNotFoundError, StoreUnavailableError
-from shared.ports import EffectClaim, EffectState, JobPage, JobQuery, QueryOrder, RecordMutation
+from shared.ports import (
+    EffectClaim,
+    EffectState,
+    JobPage,
+    JobQuery,
+    QueryOrder,
+    RecordMutation,
+    SpendReservation,
+)
 from shared.records import JSON, JobRecord, from_rfc3339, record_key
 from shared.states import JobStatus, check_transition
 
@@ -450,24 +458,79 @@ class FirestoreJobStore:
     # --- internals ---
 
     def _run_transaction(self, operation: str, body: Callable[[Any], T]) -> T:
-        """Run ``body`` in a transaction; contention and outages become StoreUnavailableError.
+        return run_transaction(self.client, operation, body)
 
-        The client retries a transaction whose *commit* aborts; a read that aborts (the
-        emulator's lock timeout) escapes it, so the whole transaction is retried here too.
-        """
-        last: BaseException | None = None
-        for attempt in range(_ABORT_RETRIES):
-            transaction = self.client.transaction(max_attempts=_TRANSACTION_ATTEMPTS)
-            try:
-                result: T = firestore.transactional(body)(transaction)
-                return result
-            except gexc.Aborted as exc:
-                last = exc
-                time.sleep(0.05 * (attempt + 1))
-            except ValueError as exc:
-                if isinstance(exc.__cause__, gexc.Aborted):
-                    raise StoreUnavailableError(operation, f"transaction kept conflicting: {exc}") from exc
-                raise
-            except _TRANSIENT as exc:
-                raise StoreUnavailableError(operation, f"{type(exc).__name__}: {exc}") from exc
-        raise StoreUnavailableError(operation, f"transaction kept aborting: {last}")
+
+class FirestoreSpendLedger:
+    """:class:`shared.ports.SpendLedger` on Firestore: one document per lineage-month.
+
+    The rule (:func:`shared.budget.apply_reservation`) runs inside a transaction that reads the
+    document first, so concurrent reservations serialise on it (Firestore retries the loser).
+    """
+
+    def __init__(self, store: FirestoreJobStore, collection: str = "spending") -> None:
+        self.store = store
+        self.collection = collection
+
+    def _doc(self, key: str) -> Any:
+        return self.store.client.collection(self.collection).document(key)
+
+    def reserve(self, key: str, job_id: str, amount_usd: float, limit_usd: float | None) -> SpendReservation:
+        """Reserve atomically (see the port)."""
+        from shared.budget import apply_reservation  # noqa: PLC0415 - the domain rule, pure
+
+        ref = self._doc(key)
+
+        def body(transaction: Any) -> SpendReservation:
+            snapshot = ref.get(transaction=transaction)
+            new_doc, answer = apply_reservation(
+                snapshot.to_dict() if snapshot.exists else None, key, job_id, amount_usd, limit_usd
+            )
+            if new_doc is not None:
+                transaction.set(ref, new_doc)
+            return answer
+
+        return run_transaction(self.store.client, "reserve_spend", body)
+
+    def get(self, key: str) -> JSON | None:
+        """The ledger document, or None."""
+        try:
+            snapshot = self._doc(key).get()
+        except _TRANSIENT as exc:
+            raise StoreUnavailableError("get_spend", f"{type(exc).__name__}: {exc}") from exc
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def record_actual(self, key: str, job_id: str, actual: JSON) -> None:
+        """Store the job's actual tokens/cost beside its reservation (a field path update)."""
+        ref = self._doc(key)
+
+        def body(transaction: Any) -> None:
+            snapshot = ref.get(transaction=transaction)
+            if snapshot.exists and job_id in (snapshot.to_dict().get("jobs") or {}):
+                transaction.update(ref, {f"jobs.`{job_id}`.actual": actual})
+
+        run_transaction(self.store.client, "record_actual_spend", body)
+
+
+def run_transaction(client: firestore.Client, operation: str, body: Callable[[Any], T]) -> T:
+    """Run ``body`` in a transaction; contention and outages become StoreUnavailableError.
+
+    The client retries a transaction whose *commit* aborts; a read that aborts (the
+    emulator's lock timeout) escapes it, so the whole transaction is retried here too.
+    """
+    last: BaseException | None = None
+    for attempt in range(_ABORT_RETRIES):
+        transaction = client.transaction(max_attempts=_TRANSACTION_ATTEMPTS)
+        try:
+            result: T = firestore.transactional(body)(transaction)
+            return result
+        except gexc.Aborted as exc:
+            last = exc
+            time.sleep(0.05 * (attempt + 1))
+        except ValueError as exc:
+            if isinstance(exc.__cause__, gexc.Aborted):
+                raise StoreUnavailableError(operation, f"transaction kept conflicting: {exc}") from exc
+            raise
+        except _TRANSIENT as exc:
+            raise StoreUnavailableError(operation, f"{type(exc).__name__}: {exc}") from exc
+    raise StoreUnavailableError(operation, f"transaction kept aborting: {last}")

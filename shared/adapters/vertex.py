@@ -22,7 +22,12 @@ Decisions:
 * **Endpoints.** The SDK has no endpoint API: undeploy/delete use the same authorised path.
   Vertex answers them with long-running operations; we wait (bounded) for them to finish.
 * **Label filters.** ``list_jobs(labels=...)`` sends ``labels.k="v" AND ...`` as the API
-  filter *and* re-checks every job, so a server that ignores filters is still correct.
+  filter *and* re-checks every job, so a server that ignores filters is still correct. The
+  ``tuningJobs.list`` reference documents ``filter`` without its grammar
+  (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs/list),
+  so a 400 to the label filter is possible: the listing then falls back to at most
+  ``unfiltered_list_limit`` jobs without a filter (newest first on Vertex, which is where a job
+  of a crashed submission is) and filters them here.
 
 Example:
     >>> backend = VertexTuningBackend("my-project", "us-central1", base_url="http://127.0.0.1:8090")
@@ -40,6 +45,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -52,10 +58,12 @@ from shared.errors import (
     QuotaExceededError,
     TransientBackendError,
 )
+from shared.logs import log_event
 from shared.ports import (
     DeployedModelRef,
     GenerationRequest,
     GenerationResult,
+    MetricSeries,
     ModelInfo,
     TunedCheckpoint,
     TuningJob,
@@ -189,6 +197,7 @@ class VertexTuningBackend:
         operation_timeout_seconds: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
         client: Any = None,
+        unfiltered_list_limit: int = 1000,
     ) -> None:
         """``client`` replaces the google-genai client (unit tests); everything else is lazy."""
         if not project or not location:
@@ -207,6 +216,8 @@ class VertexTuningBackend:
         self._operation_timeout = operation_timeout_seconds
         self._sleep = sleep
         self._client = client
+        self.unfiltered_list_limit = unfiltered_list_limit
+        """Jobs read at most when the backend refuses a label filter (see the module docstring)."""
 
     # --- client ----------------------------------------------------------------------------
 
@@ -249,8 +260,12 @@ class VertexTuningBackend:
         config = self._create_config(spec)
 
         def create() -> TuningJob:
+            # Continuous tuning: google-genai turns a ``projects/..`` base model into
+            # preTunedModel{tunedModelName, checkpointId}, taking the checkpoint id only from a
+            # typed CreateTuningJobConfig (a dict config drops it), as _create_config builds.
+            # https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-use-continuous-tuning
             created = self.client.tunings.tune(
-                base_model=spec.base_model,
+                base_model=spec.pre_tuned_model or spec.base_model,
                 training_dataset=types.TuningDataset(gcs_uri=spec.training_dataset_uri),
                 config=config,
             )
@@ -270,19 +285,104 @@ class VertexTuningBackend:
         wanted = dict(labels or {})
         filter_text = label_filter(wanted) if wanted else None
         token: str | None = None
+        read = 0
         while True:
-            page, token = self._call(
-                "list", functools.partial(self._list_page, page_size, token, filter_text), retry=True
-            )
+            try:
+                page, token = self._call(
+                    "list", functools.partial(self._list_page, page_size, token, filter_text), retry=True
+                )
+            except InvalidArgumentError as refused:
+                if filter_text is None or token is not None:
+                    raise
+                log_event(
+                    "WARNING",
+                    "tuning API refused the label filter; listing without it (bounded) and filtering here",
+                    filter=filter_text,
+                    error=refused.message,
+                    limit=self.unfiltered_list_limit,
+                )
+                filter_text = None
+                continue
             for job in page:
+                read += 1
                 if all(job.labels.get(key) == value for key, value in wanted.items()):
                     yield job
             if not token:
+                return
+            if filter_text is None and wanted and read >= self.unfiltered_list_limit:
+                log_event("WARNING", "unfiltered job listing stopped at its bound", read=read, labels=wanted)
                 return
 
     def cancel_job(self, name: str) -> None:
         """Request cancellation (QUEUED/PENDING end at once; RUNNING goes CANCELLING)."""
         self._call("cancel", lambda: self.client.tunings.cancel(name=name), retry=True)
+
+    def read_metric_series(self, name: str) -> MetricSeries | None:
+        """The job's scalar TensorBoard time series (loss, token accuracy per step), or None.
+
+        Where Vertex keeps them (REST v1, documented resources):
+
+        * ``TuningJob.experiment`` - "Output only. The Experiment associated with this
+          TuningJob" (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs).
+          It names a Vertex AI Experiment, a metadata context
+          ``projects/P/locations/L/metadataStores/default/contexts/E``; its metadata key
+          ``backing_tensorboard_resource`` names the TensorBoard, whose experiment ``E`` holds
+          the runs (the convention of google-cloud-aiplatform's experiment tracking). A name
+          that already is ``.../tensorboards/T/experiments/E`` is used as it is.
+        * ``GET {tensorboardExperiment}/runs`` -> ``{tensorboardRuns: [{name}]}`` and
+          ``GET {run}/timeSeries`` -> ``{tensorboardTimeSeries: [{name, displayName, valueType}]}``
+          (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tensorboards.experiments.runs.timeSeries/list).
+        * ``GET {tensorboard}:batchRead?timeSeries=...`` -> ``{timeSeriesData: [{tensorboardTimeSeriesId,
+          valueType, values: [{wallTime, step, scalar: {value}}]}]}``, at most 1,000 scalars per
+          series (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tensorboards/batchRead).
+
+        Series are named by their display name without the leading ``/`` (Gemini tuning logs
+        ``train_total_loss``, ``train_fraction_of_correct_next_step_preds``, ``eval_*``). The local
+        tuning server serves the same resources. None when the job has no experiment or the
+        experiment has no TensorBoard.
+        """
+        return self._call("read_metric_series", lambda: self._read_series(name), retry=True)
+
+    def _read_series(self, name: str) -> MetricSeries | None:
+        experiment = self._raw("get", name).get("experiment")
+        if not isinstance(experiment, str) or not experiment:
+            return None
+        if "/tensorboards/" in experiment:
+            tb_experiment = experiment
+        else:
+            context = self._raw("get", experiment)
+            tensorboard = (context.get("metadata") or {}).get("backing_tensorboard_resource")
+            if not isinstance(tensorboard, str) or not tensorboard:
+                return None
+            tb_experiment = f"{tensorboard}/experiments/{experiment.rsplit('/', 1)[-1]}"
+        tensorboard_name = tb_experiment.split("/experiments/", 1)[0]
+        display: dict[str, str] = {}
+        for run in self._raw("get", f"{tb_experiment}/runs").get("tensorboardRuns") or []:
+            run_name = run.get("name") if isinstance(run, dict) else None
+            if not isinstance(run_name, str):
+                continue
+            for series in self._raw("get", f"{run_name}/timeSeries").get("tensorboardTimeSeries") or []:
+                if isinstance(series, dict) and series.get("valueType", "SCALAR") == "SCALAR" and series.get("name"):
+                    label = str(series.get("displayName") or series["name"].rsplit("/", 1)[-1]).lstrip("/")
+                    display[str(series["name"])] = label
+        if not display:
+            return {}
+        query = "&".join(f"timeSeries={quote(series_name, safe='/')}" for series_name in display)
+        answer = self._raw("get", f"{tensorboard_name}:batchRead?{query}")
+        result: MetricSeries = {}
+        ids = {series_name.rsplit("/", 1)[-1]: label for series_name, label in display.items()}
+        for data in answer.get("timeSeriesData") or []:
+            series_label = ids.get(str(data.get("tensorboardTimeSeriesId", "")))
+            if series_label is None:
+                continue
+            points = result.setdefault(series_label, [])
+            for value in data.get("values") or []:
+                step = _int(value.get("step"))
+                scalar = (value.get("scalar") or {}).get("value")
+                if step is not None and isinstance(scalar, int | float):
+                    points.append((step, float(scalar)))
+            points.sort()
+        return result
 
     def generate(self, endpoint: str, request: GenerationRequest) -> GenerationResult:
         """Generate on ``projects/../endpoints/ID`` (or ``endpoints/ID``) or a base model name."""
@@ -296,9 +396,13 @@ class VertexTuningBackend:
             top_k=float(request.top_k) if request.top_k is not None else None,
             max_output_tokens=request.max_output_tokens,
             system_instruction=request.system_instruction,
+            # Thinking per model family: https://cloud.google.com/vertex-ai/generative-ai/docs/thinking
             thinking_config=(
-                types.ThinkingConfig(thinking_budget=request.thinking_budget)
-                if request.thinking_budget is not None
+                types.ThinkingConfig(
+                    thinking_budget=request.thinking_budget,
+                    thinking_level=types.ThinkingLevel(request.thinking_level) if request.thinking_level else None,
+                )
+                if request.thinking_budget is not None or request.thinking_level is not None
                 else None
             ),
             http_options=types.HttpOptions(timeout=int(request.timeout_seconds * 1000)),
@@ -362,6 +466,7 @@ class VertexTuningBackend:
             adapter_size=adapter_size,
             learning_rate_multiplier=spec.learning_rate_multiplier,
             export_last_checkpoint_only=spec.export_last_checkpoint_only,
+            pre_tuned_model_checkpoint_id=spec.pre_tuned_checkpoint_id if spec.pre_tuned_model else None,
             labels=dict(spec.labels) or None,
             encryption_spec=types.EncryptionSpec(kms_key_name=spec.kms_key_name) if spec.kms_key_name else None,
             # CreateTuningJobConfig has no service-account field: extra_body adds it to the request.
@@ -462,6 +567,9 @@ def job_from_wire(data: JSON) -> TuningJob:
     base_model = data.get("baseModel") or ""
     pre_tuned = data.get("preTunedModel") or {}
     if not base_model and isinstance(pre_tuned, dict):
+        # Continuous tuning: preTunedModel.baseModel (output only) names the Gemini model at the
+        # root of the chain; the tuned model's name is the fallback when Vertex leaves it out.
+        # https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#PreTunedModel
         base_model = pre_tuned.get("baseModel") or pre_tuned.get("tunedModelName") or ""
     return TuningJob(
         name=str(data.get("name") or ""),
@@ -480,6 +588,9 @@ def job_from_wire(data: JSON) -> TuningJob:
         labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
         data_stats=data.get("tuningDataStats") or None,
         metrics=_metrics(data),
+        # Output-only detail state while the job waits or runs (WAITING_FOR_QUOTA, TUNING, ...):
+        # https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#TuningJobState
+        detail_state=str(data.get("tuningJobState") or "") or None,
     )
 
 

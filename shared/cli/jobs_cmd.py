@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from shared.api_client import ApiError, JobsClient
+from shared.budget import cost_line, cost_summary
 from shared.cli.common import EXIT_FAILED, EXIT_OK, friendly_errors, jobs_client, print_json, render_table
 from shared.record_parts import CleanupRecord
 from shared.states import COMPLETION_STATUSES, TERMINAL_STATUSES, JobStatus
@@ -67,6 +68,45 @@ def list_jobs(
         for j in jobs
     ]
     click.echo(render_table(["ID", "STATUS", "LINEAGE", "DATASET", "SMOKE", "UPDATED (UTC)"], rows))
+
+
+@jobs_group.command("costs")
+@click.option("--lineage", help="Only this lineage.")
+@click.option("--month", help="Only this calendar month (UTC), YYYY-MM.")
+@click.option("--limit", type=click.IntRange(1, 5000), default=1000, show_default=True, help="Jobs to read.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+@friendly_errors
+def job_costs(lineage: str | None, month: str | None, limit: int, as_json: bool) -> None:
+    """Estimated vs actual tuning cost per lineage and month (from the jobs' records)."""
+    client = jobs_client()
+    totals: dict[tuple[str, str], dict[str, Any]] = {}
+    token, seen = "", 0
+    while seen < limit:
+        page = client.list_jobs(lineage=lineage or "", limit=str(min(200, limit - seen)), page_token=token)
+        for job in page["jobs"]:
+            key = (job["lineage"], str(job["created_at"])[:7])
+            row = totals.setdefault(
+                key, {"lineage": key[0], "month": key[1], "jobs": 0, "estimated_usd": 0.0, "actual_usd": 0.0}
+            )
+            cost = job.get("cost") or {}
+            if cost.get("within_budget") is False:
+                continue  # refused before submission: nothing was spent
+            row["jobs"] += 1
+            row["estimated_usd"] += float(cost.get("estimated_cost_usd") or 0.0)
+            row["actual_usd"] += float(cost.get("actual_cost_usd") or 0.0)
+        seen += len(page["jobs"])
+        token = page.get("next_page_token") or ""
+        if not token:
+            break
+    rows = [r for k, r in sorted(totals.items()) if not month or k[1] == month]
+    if as_json:
+        print_json(rows)
+        return
+    table = [
+        [r["lineage"], r["month"], str(r["jobs"]), f"${r['estimated_usd']:,.2f}", f"${r['actual_usd']:,.2f}"]
+        for r in rows
+    ]
+    click.echo(render_table(["LINEAGE", "MONTH", "JOBS", "ESTIMATED", "ACTUAL"], table) if rows else "no jobs")
 
 
 @jobs_group.command("show")
@@ -234,6 +274,10 @@ def format_record(record: dict[str, Any]) -> str:
         )
     if record.get("tuning_job"):
         lines.append(f"  tuning job  {record['tuning_job']}")
+    if record["status"] == JobStatus.QUEUED.value:
+        lines.append("  waiting     for quota (not submitted yet; sftpilot submits it when a slot frees)")
+    elif tuning.get("waiting_for_quota") and not JobStatus(record["status"]).is_terminal:
+        lines.append("  waiting     for quota (Vertex accepted the job and holds it until a slot frees)")
     if tuning.get("tuned_model"):
         lines.append(f"  model       {tuning['tuned_model']}")
         lines.append(f"  endpoint    {tuning.get('endpoint')}")
@@ -278,6 +322,10 @@ def format_record(record: dict[str, Any]) -> str:
             lines.append(f"  report      {smoke['report_uri']}")
         if smoke.get("chart_uri"):
             lines.append(f"  chart       {smoke['chart_uri']}")
+    if summary := cost_summary(record.get("validation"), record.get("cost")):
+        lines.append(f"Cost: {cost_line(summary)}")
+    if record.get("gate"):
+        lines.extend(gate_lines(record["gate"]))
     cleanup = record.get("cleanup")
     if cleanup:
         lines.append(f"Cleanup: {cleanup_summary(CleanupRecord.from_dict(cleanup))}")
@@ -299,6 +347,28 @@ def rouge_lines(scores: dict[str, dict[str, float]] | None) -> list[str]:
     for label, values in scores.items():
         cells = "  ".join(f"{values.get(m, float('nan')):.3f}" for m in ("rouge1", "rouge2", "rougeL"))
         lines.append(f"    {label:<13} {cells}")
+    return lines
+
+
+def gate_lines(gate: dict[str, Any], max_prompts: int = 10) -> list[str]:
+    """The quality gate's verdict, one line per comparison and its per-prompt table.
+
+    >>> gate_lines({"verdict": "HELD", "reason": "r", "metric": "rougeL", "comparisons": []})
+    ['Gate: HELD (rougeL): r']
+    """
+    lines = [f"Gate: {gate.get('verdict')} ({gate.get('metric')}): {gate.get('reason')}"]
+    for c in gate.get("comparisons") or []:
+        lines.append(
+            f"  vs {c['against']:<5} new {c['new_mean']:.3f} old {c['old_mean']:.3f} "
+            f"delta {c['delta']:+.3f} interval [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]  "
+            f"{c['wins']} win(s) {c['losses']} loss(es) {c['ties']} tie(s) -> {c['verdict']}"
+        )
+        for row in (c.get("prompts") or [])[:max_prompts]:
+            lines.append(f"    {row['outcome']:<4} {row['new']:.3f} vs {row['old']:.3f}  {str(row['prompt'])[:50]!r}")
+    for note in gate.get("notes") or []:
+        lines.append(f"  note: {note}")
+    if gate.get("report_uri"):
+        lines.append(f"  report      {gate['report_uri']}")
     return lines
 
 

@@ -17,6 +17,7 @@ from shared.cli.doctor_cmd import doctor  # noqa: E402
 from shared.cli.events_cmd import events_group  # noqa: E402
 from shared.cli.jobs_cmd import jobs_group  # noqa: E402
 from shared.cli.local_cmd import local_group  # noqa: E402
+from shared.cli.ui_cmd import ui  # noqa: E402
 from shared.cli.upload_cmd import upload  # noqa: E402
 from shared.cli.validate_cmd import validate  # noqa: E402
 
@@ -28,3 +29,4 @@ main.add_command(doctor)
 main.add_command(local_group)
 main.add_command(validate)
 main.add_command(convert)
+main.add_command(ui)

@@ -24,7 +24,7 @@ import click
 from shared.cli.common import EXIT_FAILED, EXIT_OK, friendly_errors, render_table
 from shared.validation import Issue, ValidationOptions, ValidationReport, validate_stream
 from shared.validation.errors import DatasetReadError
-from shared.validation.limits import DEFAULT_BASE_MODEL
+from shared.validation.limits import DEFAULT_BASE_MODEL, LIMITS_READ_ON
 
 PROGRESS_MIN_BYTES: Final = 4 * 1024 * 1024
 """Show a progress line only for inputs larger than this (or of unknown size)."""
@@ -170,8 +170,15 @@ def _with_size(options: ValidationOptions, size: int) -> ValidationOptions:
     show_default=True,
     help="Which file of the job this is (the limits differ).",
 )
-@click.option("--base-model", default=DEFAULT_BASE_MODEL, show_default=True, help="Base model to tune.")
-@click.option("--adapter-size", type=click.IntRange(min=1), help="LoRA adapter size to check against the model.")
+@click.option(
+    "--base-model",
+    default=DEFAULT_BASE_MODEL,
+    show_default=True,
+    help="Base model: the row of the limits table to check against (README, Validation).",
+)
+@click.option(
+    "--adapter-size", type=click.IntRange(min=1), help="LoRA adapter size to check against the model's allowed sizes."
+)
 @click.option(
     "--progress/--no-progress", "show_progress", default=None, help="Progress line on stderr (default: auto)."
 )
@@ -210,6 +217,18 @@ def validate(
 # ------------------------------------------------------------------------ human output ---
 
 
+def _limits_row(report: ValidationReport) -> str:
+    """The row of the dated limits table the file was checked against, and where it comes from."""
+    limits = report.limits
+    adapters = "/".join(str(size) for size in limits.adapter_sizes)
+    row = (
+        f"{limits.max_tokens_per_example:,} tokens/example, adapter {adapters}, "
+        f"<= {limits.max_validation_examples:,} validation examples"
+    )
+    documented = "" if limits.documented else " (values not documented; 2.5 Flash row assumed)"
+    return f"{row}{documented}; docs read {LIMITS_READ_ON}: {limits.source}"
+
+
 def render_report(report: ValidationReport) -> str:
     """The human-readable report: a summary table, then the listed errors and warnings."""
     stats = report.stats
@@ -223,6 +242,7 @@ def render_report(report: ValidationReport) -> str:
         ["file", options.source_name or "<stream>"],
         ["result", verdict],
         ["role / base model", f"{options.role} / {model}"],
+        ["limits", _limits_row(report)],
         [
             "examples",
             f"{stats.examples:,} ({stats.lines:,} lines, {stats.blank_lines:,} blank, {stats.bytes_read:,} bytes)",

@@ -5,7 +5,7 @@ Example:
     >>> from shared.validation import ValidationOptions, validate_stream
     >>> report = validate_stream(io.BytesIO(b'{"contents": []}\\n'), ValidationOptions(max_errors=10))
     >>> report.valid, sorted(report.error_counts)
-    (False, ['E_CONTENTS_EMPTY', 'E_TOO_FEW_EXAMPLES'])
+    (False, ['E_CONTENTS_EMPTY', 'W_FEW_EXAMPLES'])
 """
 
 from __future__ import annotations

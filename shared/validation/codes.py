@@ -203,8 +203,8 @@ _TABLE: tuple[IssueCode, ...] = (
     IssueCode(
         "E_FILE_URI_INVALID",
         ERROR,
-        "`fileData.fileUri` is missing or not a gs:// URI",
-        "Copy the file to Cloud Storage and reference it as gs://bucket/path.",
+        "`fileData.fileUri` is missing or not a gs:// or http(s):// URI",
+        "Reference the file as gs://bucket/path or a publicly available https:// URL.",
     ),
     IssueCode(
         "E_MIME_TYPE_MISSING",
@@ -216,8 +216,7 @@ _TABLE: tuple[IssueCode, ...] = (
         "E_MIME_TYPE_UNSUPPORTED",
         ERROR,
         "the media type is not supported for tuning",
-        "Convert the media to a supported type (image/jpeg, image/png, application/pdf, audio/wav, "
-        "video/mp4, text/plain, ...).",
+        "Convert the media to a supported type of its modality (the message lists them).",
     ),
     IssueCode(
         "E_INLINE_DATA_INVALID",
@@ -248,6 +247,42 @@ _TABLE: tuple[IssueCode, ...] = (
         ERROR,
         "`systemInstruction` does not have the shape {parts: [{text}]}",
         'Use "systemInstruction": {"parts": [{"text": "You are ..."}]} (its role is ignored).',
+    ),
+    IssueCode(
+        "E_GENERATION_CONFIG_INVALID",
+        ERROR,
+        "`generationConfig` or a `mediaResolution` value is malformed",
+        'Use "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_LOW"|"..._MEDIUM"|"..._HIGH"}.',
+    ),
+    IssueCode(
+        "E_MEDIA_RESOLUTION_MIXED",
+        ERROR,
+        "examples use different `mediaResolution` values (not supported in one dataset)",
+        "Use the same generationConfig.mediaResolution on every line of the training and validation files.",
+    ),
+    IssueCode(
+        "E_PART_MEDIA_RESOLUTION_UNSUPPORTED",
+        ERROR,
+        "per-part `mediaResolution` is not documented for this base model's family",
+        'Set "generationConfig": {"mediaResolution": ...} for the example instead.',
+    ),
+    IssueCode(
+        "E_TOO_MANY_MEDIA",
+        ERROR,
+        "more media of one kind in an example than the base model allows",
+        "Split the example; see the per-example media limits in the README's limits table.",
+    ),
+    IssueCode(
+        "E_FUNCTION_DECLARATION_INVALID",
+        ERROR,
+        "a function declaration breaks the FunctionDeclaration rules",
+        'Use {"name": "get_weather", "description": "...", "parameters": {"type": "OBJECT", "properties": {...}}}.',
+    ),
+    IssueCode(
+        "W_EMPTY_OBJECT_SCHEMA",
+        WARNING,
+        "a function declares an object schema without properties (the service's handling is undocumented)",
+        "Remove `parameters` from a function that takes no arguments (`sftpilot convert` does this).",
     ),
     IssueCode(
         "E_TOOLS_INVALID",
@@ -291,7 +326,7 @@ _TABLE: tuple[IssueCode, ...] = (
     IssueCode(
         "E_TOO_FEW_EXAMPLES",
         ERROR,
-        "fewer examples than the base model's minimum",
+        "fewer examples than the base model's documented minimum (no current model documents one)",
         "Add examples: at least the minimum, 100+ recommended.",
         file_level=True,
     ),
@@ -299,7 +334,7 @@ _TABLE: tuple[IssueCode, ...] = (
         "W_FEW_EXAMPLES",
         WARNING,
         "fewer than the recommended number of examples",
-        "Tuning works best with 100-500 examples or more to start.",
+        "Google recommends starting with 100 examples and scaling up to thousands if needed.",
         file_level=True,
     ),
     IssueCode(

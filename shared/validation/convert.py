@@ -4,17 +4,22 @@ Formats (the ``--from`` values of ``sftpilot convert``):
 
 - ``openai``: OpenAI chat fine-tuning JSONL ``{"messages": [{"role", "content"}], "tools"?}``.
   ``system``/``developer`` messages go to ``systemInstruction``; ``assistant`` becomes ``model``;
-  list ``content`` keeps its text parts, ``image_url`` parts become ``fileData`` (gs:// URLs)
-  or ``inlineData`` (data: URLs); ``tool_calls`` become ``functionCall`` parts and ``tool``
-  messages ``functionResponse`` parts of a user turn; OpenAI ``tools`` become
-  ``functionDeclarations``. Also reads the Gemini 1.0 ``messages`` format (role ``model``)
+  list ``content`` keeps its text parts, ``image_url`` parts become ``fileData`` (gs:// and
+  public http(s):// URLs) or ``inlineData`` (data: URLs); a message with ``weight: 0`` makes
+  the line fail (Gemini cannot exclude one turn from training); ``tool_calls`` become
+  ``functionCall`` parts and ``tool`` messages ``functionResponse`` parts of a user turn; OpenAI
+  ``tools`` become ``functionDeclarations`` that pass the FunctionDeclaration rules (``tools.py``:
+  ``strict`` and non-OpenAPI schema keywords dropped, an empty object schema dropped).
+  Also reads the Gemini 1.0 ``messages`` format (role ``model``)
   and PaLM chat-bison (``context`` + ``messages`` with ``author``).
 - ``prompt-completion``: ``{"prompt", "completion"}`` (OpenAI legacy) -> one user and one model turn.
 - ``input-output``: ``{"input_text", "output_text"}`` (PaLM text-bison), also
   ``text_input``/``textInput``/``input`` with ``output`` (AI Studio) -> user and model turn.
 
 Consecutive messages that map to the same role are merged into one turn (Gemini wants turns to
-alternate). Lines already in Gemini format (they have ``contents``) are copied unchanged.
+alternate). Lines already in Gemini format (they have ``contents``) are copied unchanged, except that role
+``assistant`` is renamed ``model``. Legacy prompt separators and stop words are kept and noted
+(``legacy_separator_kept``/``stop_sequence_kept``, printed as warnings).
 A line that cannot be converted is reported with its number and the reason and left out;
 nothing is guessed.
 
@@ -34,6 +39,7 @@ import orjson
 
 from shared.validation.errors import DatasetReadError
 from shared.validation.formats import CONVERT_FORMATS, INPUT_KEYS, OUTPUT_KEYS
+from shared.validation.tools import declaration_from_openai
 
 CHUNK_BYTES: Final = 256 * 1024
 MAX_LINE_BYTES: Final = 32 * 1024 * 1024
@@ -43,8 +49,16 @@ NOTE_DESCRIPTIONS: Final[dict[str, str]] = {
     "blank_lines": "blank, skipped",
     "system_to_instruction": "system messages moved to systemInstruction",
     "turns_merged": "consecutive messages with the same role merged into one turn",
-    "weight_ignored": "OpenAI `weight` ignored (Gemini has no per-turn weight)",
+    "weight_ignored": "OpenAI `weight: 1` dropped (Gemini has no per-turn weight; every model turn is trained)",
     "tool_calls": "tool calls converted to functionCall/functionResponse parts",
+    "roles_renamed": 'Gemini-format lines: role "assistant" renamed to "model" (otherwise copied unchanged)',
+    "legacy_separator_kept": "WARNING: prompt ends with a legacy separator (e.g. '\\n\\n###\\n\\n', ' ->') that was "
+    "kept; Gemini needs none: strip it from the data and from your prompts",
+    "stop_sequence_kept": "WARNING: completion ends with a legacy stop sequence (e.g. '\\n', ' END', '###') or starts "
+    "with a space that was kept; the model will learn to emit it: strip it",
+    "tool_keys_dropped": "OpenAI function keys Gemini does not have (e.g. `strict`) dropped from declarations",
+    "schema_keys_dropped": "JSON Schema keywords outside Gemini's OpenAPI subset dropped from function parameters",
+    "empty_parameters_dropped": "object `parameters` without properties dropped (the function takes no arguments)",
 }
 """What each note means; the CLI prints "N line(s): description"."""
 
@@ -204,12 +218,41 @@ def convert_example(obj: Any, source_format: str) -> tuple[dict[str, Any], list[
     if not isinstance(obj, dict):
         raise ConversionError(f"the line is a JSON {type(obj).__name__}, not an object")
     if "contents" in obj:
-        return obj, ["already_gemini"]
+        return _gemini_line(obj)
     if source_format == "openai":
         return _from_messages(obj)
     if source_format == "prompt-completion":
-        return _from_pair(obj, ("prompt",), ("completion",)), []
+        example = _from_pair(obj, ("prompt",), ("completion",))
+        return example, _legacy_notes(obj["prompt"], obj["completion"])
     return _from_pair(obj, INPUT_KEYS, OUTPUT_KEYS), []
+
+
+LEGACY_SEPARATORS: Final[tuple[str, ...]] = ("\n\n###\n\n", "###", " ->", "->", "\n\n")
+"""Prompt separators of OpenAI's legacy prompt/completion fine-tuning guide."""
+LEGACY_STOPS: Final[tuple[str, ...]] = ("\n", " END", "END", "###", "<|endoftext|>")
+
+
+def _legacy_notes(prompt: str, completion: str) -> list[str]:
+    """Warn (never edit: the user's data decides) about legacy separators and stop words kept."""
+    notes: list[str] = []
+    if prompt.endswith(LEGACY_SEPARATORS):
+        notes.append("legacy_separator_kept")
+    if completion.endswith(LEGACY_STOPS) or completion.startswith(" "):
+        notes.append("stop_sequence_kept")
+    return notes
+
+
+def _gemini_line(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A Gemini-format line: copied unchanged except role "assistant" -> "model" (a common slip)."""
+    contents = obj.get("contents")
+    renamed = False
+    if isinstance(contents, list):
+        for content in contents:
+            role = content.get("role") if isinstance(content, dict) else None
+            if isinstance(role, str) and role.strip().lower() == "assistant":
+                content["role"] = "model"
+                renamed = True
+    return obj, ["roles_renamed"] if renamed else ["already_gemini"]
 
 
 def _from_pair(obj: dict[str, Any], input_keys: tuple[str, ...], output_keys: tuple[str, ...]) -> dict[str, Any]:
@@ -252,6 +295,14 @@ def _from_messages(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if not isinstance(message, dict):
             raise ConversionError(f"{where} is not an object")
         if "weight" in message:
+            # OpenAI: weight 0 = do not train on this assistant message. Gemini has no per-turn
+            # weight (https://docs.cloud.google.com/gemini-enterprise-agent-platform/models/tuning/supervised-tuning/prepare-data.md.txt,
+            # read 2026-12-04, documents none), so such a line is refused rather than trained on.
+            if message["weight"] == 0:
+                raise ConversionError(
+                    f"{where} has weight 0 (not to be trained on); Gemini has no per-turn weight, so the line "
+                    "was left out: end the conversation before that message, or set weight 1 to train on it"
+                )
             notes.append("weight_ignored")
         role, parts = _convert_message(where, message, tool_names, notes)
         if role == "system":
@@ -269,7 +320,7 @@ def _from_messages(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if system_texts:
         example["systemInstruction"] = {"parts": [{"text": text} for text in system_texts]}
     example["contents"] = contents
-    tools = _convert_tools(obj)
+    tools = _convert_tools(obj, notes)
     if tools:
         example["tools"] = tools
     return example, sorted(set(notes))
@@ -364,15 +415,17 @@ def _media_part(where: str, url: Any) -> dict[str, Any]:
         if ";base64" not in header or not mime or not data:
             raise ConversionError(f"{where}: only base64 data: URLs can be converted")
         return {"inlineData": {"mimeType": mime, "data": data}}
-    if url.startswith("gs://"):
-        guessed, _ = mimetypes.guess_type(url)
-        if guessed is None:
-            raise ConversionError(f"{where}: cannot tell the media type of {url}")
+    # fileUri may be gs:// or a publicly available HTTP(S) URL (every tuning modality page, e.g.
+    # https://docs.cloud.google.com/gemini-enterprise-agent-platform/models/tuning/image, read 2026-12-04).
+    if url.startswith(("gs://", "https://", "http://")):
+        guessed, _ = mimetypes.guess_type(url.split("?", 1)[0].split("#", 1)[0])
+        if guessed is None or not guessed.startswith("image/"):
+            raise ConversionError(
+                f"{where}: cannot tell the image type of {url[:80]!r} from its name; give it an extension "
+                "(.png, .jpg, .webp, ...)"
+            )
         return {"fileData": {"mimeType": guessed, "fileUri": url}}
-    raise ConversionError(
-        f"{where}: image URL {url[:60]!r} is not gs:// (Gemini tuning reads media from Cloud Storage: "
-        "copy the files to a bucket and rewrite the URLs)"
-    )
+    raise ConversionError(f"{where}: image URL {url[:60]!r} is neither gs://, http(s):// nor a base64 data: URL")
 
 
 def _tool_call_parts(
@@ -428,14 +481,19 @@ def _tool_response_part(where: str, message: dict[str, Any], tool_names: dict[st
     return {"functionResponse": {"name": name, "response": response}}
 
 
-def _convert_tools(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    declarations: list[Any] = []
+def _convert_tools(obj: dict[str, Any], notes: list[str]) -> list[dict[str, Any]]:
+    functions: list[dict[str, Any]] = []
     tools = obj.get("tools")
     if isinstance(tools, list):
         for tool in tools:
             if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
-                declarations.append(tool["function"])
-    functions = obj.get("functions")
-    if isinstance(functions, list):
-        declarations.extend(function for function in functions if isinstance(function, dict))
+                functions.append(tool["function"])
+    legacy = obj.get("functions")
+    if isinstance(legacy, list):
+        functions.extend(function for function in legacy if isinstance(function, dict))
+    declarations: list[dict[str, Any]] = []
+    for function in functions:
+        declaration, changes = declaration_from_openai(function)
+        declarations.append(declaration)
+        notes.extend(changes)
     return [{"functionDeclarations": declarations}] if declarations else []

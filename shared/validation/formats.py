@@ -25,6 +25,10 @@ class ForeignFormat:
 
 
 OPENAI: Final = ForeignFormat("openai", 'OpenAI chat format ("messages" with role/content)')
+GEMINI_1_0: Final = ForeignFormat(
+    "openai", 'the Gemini 1.0 Pro tuning format ("messages" with role user/model and content)'
+)
+"""The retired gemini-1.0-pro-002 format; ``convert --from openai`` reads it (role ``model`` kept)."""
 CHAT_BISON: Final = ForeignFormat("openai", 'PaLM chat-bison format ("context" + "messages" with author/content)')
 PROMPT_COMPLETION: Final = ForeignFormat("prompt-completion", 'prompt/completion format ("prompt", "completion")')
 INPUT_OUTPUT: Final = ForeignFormat("input-output", 'input/output format ("input_text", "output_text")')
@@ -46,6 +50,9 @@ def detect_foreign_format(obj: object) -> ForeignFormat | None:
         first = next((m for m in messages if isinstance(m, dict)), None)
         if first is not None and "author" in first:
             return CHAT_BISON
+        roles = {m.get("role") for m in messages if isinstance(m, dict)}
+        if "model" in roles and "assistant" not in roles:
+            return GEMINI_1_0
         return OPENAI
     if "prompt" in obj and "completion" in obj:
         return PROMPT_COMPLETION

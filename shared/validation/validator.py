@@ -22,17 +22,22 @@ documented we warn and say so in the code's title):
 
 - errors: not UTF-8, a BOM, invalid JSON (with column), a line that is not an object, missing
   or empty ``contents``, unknown keys, roles other than ``user``/``model``, a missing role in a
-  multi-turn example, parts with zero or several data fields, empty text, ``fileData`` without
-  ``gs://`` URI or ``mimeType``, unsupported media types, a malformed ``systemInstruction``, the
-  first turn not ``user``, the last turn not ``model``, too few examples (below the model's
-  minimum), too many examples, too many validation examples, a file over the size limit, an
-  adapter size the model does not allow, a file in a foreign format.
+  multi-turn example (a turn of only functionResponse parts is the user side, as in the official
+  function-calling chat example), parts with zero or several data fields, empty text,
+  ``fileData`` whose ``fileUri`` is neither gs:// nor http(s):// or without ``mimeType``,
+  unsupported media types, too many images/audio/videos per example, a bad
+  ``generationConfig.mediaResolution`` (or different values in one file, or a per-part value
+  before Gemini 3), function declarations breaking the FunctionDeclaration rules (``tools.py``),
+  a malformed ``systemInstruction``, the first turn not ``user``, the last turn not ``model``,
+  too many examples, too many validation examples, a file over the size limit, an adapter size
+  the model does not allow, a file in a foreign format.
 - warnings: consecutive turns with the same role (undocumented: the service may merge or
   reject), an omitted role in a single-turn example (allowed by the docs; inferred as user
   then model), blank lines (skipped here; undocumented), CRLF line endings, whitespace-only
-  text (ASCII whitespace), function parts in unexpected turns, exact duplicates, examples estimated over the
-  per-example token limit (Vertex drops them instead of failing), fewer than 100 examples,
-  an unknown base model.
+  text (ASCII whitespace), function parts in unexpected turns, exact duplicates, examples
+  estimated over the per-example token limit (Vertex drops them instead of failing), fewer
+  than 100 training examples (no minimum is documented), an object ``parameters`` schema
+  without properties, an unknown base model.
 
 Line numbers are 1-based; file-level issues have ``line=None``.
 
@@ -64,9 +69,13 @@ from shared.validation.formats import ForeignFormat, convert_command, detect_for
 from shared.validation.limits import (
     DEFAULT_BASE_MODEL,
     MEDIA_TOKEN_ESTIMATES,
+    MIME_TYPES_BY_KIND,
+    MODEL_LIMITS,
+    RESOLUTIONS,
     SUPPORTED_MIME_TYPES,
     estimate_text_tokens,
     media_kind,
+    media_tokens,
     resolve_limits,
 )
 from shared.validation.report import (
@@ -77,6 +86,7 @@ from shared.validation.report import (
     ValidationReport,
     bucket_key,
 )
+from shared.validation.tools import check_tools
 
 MAX_LINE_BYTES: Final = 32 * 1024 * 1024
 """Longest line validated; longer ones are reported and skipped without being held in memory.
@@ -92,7 +102,13 @@ PROGRESS_EVERY_BYTES: Final = 1024 * 1024
 
 DATA_FIELDS: Final[tuple[str, ...]] = ("text", "inlineData", "fileData", "functionCall", "functionResponse")
 PART_METADATA_FIELDS: Final[frozenset[str]] = frozenset({"thought", "thoughtSignature", "videoMetadata"})
-TOP_LEVEL_KEYS: Final[tuple[str, ...]] = ("contents", "systemInstruction", "tools")
+TOP_LEVEL_KEYS: Final[tuple[str, ...]] = ("contents", "systemInstruction", "tools", "generationConfig")
+"""``generationConfig`` (e.g. ``mediaResolution``) ends the official image/video/document examples:
+https://docs.cloud.google.com/gemini-enterprise-agent-platform/models/tuning/image (read 2026-12-04)."""
+FILE_URI_SCHEMES: Final[tuple[str, ...]] = ("gs://", "https://", "http://")
+""""The fileUri ... can be the URI for a file in a Cloud Storage bucket, or it can be a publicly
+available HTTP or HTTPS URL" (every modality page, e.g.
+https://docs.cloud.google.com/gemini-enterprise-agent-platform/models/tuning/image, read 2026-12-04)."""
 CONTENT_KEYS: Final[tuple[str, ...]] = ("role", "parts")
 SNAKE_CASE_ALIASES: Final[dict[str, str]] = {
     "system_instruction": "systemInstruction",
@@ -104,8 +120,15 @@ SNAKE_CASE_ALIASES: Final[dict[str, str]] = {
     "file_uri": "fileUri",
     "video_metadata": "videoMetadata",
     "thought_signature": "thoughtSignature",
+    "generation_config": "generationConfig",
+    "media_resolution": "mediaResolution",
 }
 """Protobuf JSON accepts the original snake_case field names too; we treat them as equivalent."""
+
+TOKEN_ESTIMATE_METHOD: Final = (
+    "estimate: ceil(chars/4) per side + documented per-image/per-second media figures for the model "
+    "family and mediaResolution (1 minute per audio/video, 10 pages per PDF assumed); see limits.py"
+)
 
 _DEDUPE_MIN_SLOTS: Final = 1 << 12
 _DEDUPE_MAX_SLOTS: Final = 1 << 21
@@ -227,6 +250,8 @@ class _Measure:
     media: dict[str, int] = field(default_factory=dict)
     function_calls: int = 0
     function_responses: int = 0
+    resolution: str | None = None
+    """The example's ``generationConfig.mediaResolution`` (None when not set)."""
 
 
 @dataclass(slots=True)
@@ -327,6 +352,8 @@ class _Validator:
         self.over_limit = 0
         self.over_limit_tokens = 0
         self.turns: dict[int, int] = {}
+        self.resolutions: dict[str, int] = {}
+        """Explicit ``generationConfig.mediaResolution`` values and their first line."""
         # The fast path only sees text, so its token counts follow from its character counts:
         # it keeps exact character histograms (values < EXACT_LIMIT); sums, maxima and token
         # histograms are derived in _stats(). Everything else (slow-path examples, long texts)
@@ -881,7 +908,13 @@ class _Validator:
             if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
                 report(line_number, "tools", "E_TOOLS_INVALID", f"`tools` is a JSON {_json_type(tools)}")
             else:
+                check_tools(
+                    tools, lambda path, code, message, hint=None: report(line_number, path, code, message, hint)
+                )
                 measure.input_extra_tokens += estimate_text_tokens(_json_length(tools))
+        config = _first_present(obj, "generationConfig")
+        if config is not _MISSING:
+            measure.resolution = self._check_generation_config(line_number, config)
         contents = obj.get("contents", _MISSING)
         if contents is _MISSING:
             report(line_number, "contents", "E_CONTENTS_MISSING", "the example has no `contents`")
@@ -897,7 +930,69 @@ class _Validator:
         for index, content in enumerate(contents):
             roles.append(self._check_content(line_number, index, content, len(contents), measure))
         self._check_turn_order(line_number, roles)
+        if measure.media:
+            self._check_media_counts(line_number, measure.media)
         return measure
+
+    def _check_media_counts(self, line_number: int, media: dict[str, int]) -> None:
+        """Per-example media limits of the base model's row (limits.py: [IMAGE], [AUDIO], [VIDEO])."""
+        limits = self.limits
+        for kind, label, limit in (
+            ("image", "images", limits.max_images_per_example),
+            ("audio", "audio files", limits.max_audio_per_example),
+            ("video", "videos", limits.max_videos_per_example),
+            ("document", "PDF documents", limits.max_documents_per_example),
+        ):
+            count = media.get(kind, 0)
+            if limit is not None and count > limit:
+                self.issue(
+                    line_number,
+                    "contents",
+                    "E_TOO_MANY_MEDIA",
+                    f"the example has {count} {label}; {limits.name} allows at most {limit} per example",
+                    "Split the example into several, each within the per-example media limits.",
+                )
+
+    def _check_generation_config(self, line_number: int, config: Any) -> str | None:
+        """Check ``generationConfig`` and return its ``mediaResolution`` (None when absent or bad).
+
+        The tuning pages show only ``mediaResolution`` here; other GenerationConfig fields are
+        passed through unchecked (their effect on tuning is not documented). All lines of the
+        training and validation files must use the same value ([VIDEO] in limits.py).
+        """
+        if not isinstance(config, dict):
+            self.issue(
+                line_number,
+                "generationConfig",
+                "E_GENERATION_CONFIG_INVALID",
+                f"`generationConfig` is a JSON {_json_type(config)}, not an object",
+            )
+            return None
+        value = _first_present(config, "mediaResolution")
+        if value is _MISSING:
+            return None
+        # Enum names are matched case-insensitively (real-world requests send "media_resolution_high").
+        value = value.upper() if isinstance(value, str) else value
+        if value not in RESOLUTIONS:
+            self.issue(
+                line_number,
+                "generationConfig.mediaResolution",
+                "E_GENERATION_CONFIG_INVALID",
+                f"`mediaResolution` is {_short(value)}",
+                f"Use one of {', '.join(RESOLUTIONS)}.",
+            )
+            return None
+        first = self.resolutions.setdefault(value, line_number)
+        if first == line_number and len(self.resolutions) > 1:
+            other, other_line = next((key, line) for key, line in self.resolutions.items() if key != value)
+            self.issue(
+                line_number,
+                "generationConfig.mediaResolution",
+                "E_MEDIA_RESOLUTION_MIXED",
+                f"`mediaResolution` is {value}, but line {other_line} uses {other}; "
+                "the dataset must use one value throughout",
+            )
+        return str(value)
 
     def _check_system(self, line_number: int, system: Any) -> int:
         report = self.issue
@@ -961,7 +1056,12 @@ class _Validator:
                 _unknown_key(report, line_number, f"{path}.", key, CONTENT_KEYS)
         role: str | None
         raw_role = content.get("role")
-        if raw_role is None:
+        if raw_role is None and _only_function_responses(content.get("parts")):
+            # The official function-calling chat example has functionResponse turns without a
+            # role: https://cloud.google.com/vertex-ai/generative-ai/docs/models/tune-function-calling
+            # (read 2026-12-04). They answer the model's call, i.e. they are the user side.
+            role = "user"
+        elif raw_role is None:
             if turns <= 2:
                 role = "user" if index == 0 else "model"
                 report(
@@ -1012,10 +1112,13 @@ class _Validator:
             return
         data_keys: list[tuple[str, str]] = []
         unknown: list[str] = []
+        part_resolution: str | None = None
         for key in part:
             canonical = SNAKE_CASE_ALIASES.get(key, key)
             if canonical in DATA_FIELDS:
                 data_keys.append((key, canonical))
+            elif canonical == "mediaResolution":
+                part_resolution = self._check_part_resolution(line_number, f"{path}.{key}", part[key])
             elif canonical not in PART_METADATA_FIELDS:
                 unknown.append(key)
         for key in unknown:
@@ -1046,7 +1149,7 @@ class _Validator:
             return
         extra = 0
         if canonical in ("fileData", "inlineData"):
-            extra = self._check_media(line_number, field_path, canonical, value, measure)
+            extra = self._check_media(line_number, field_path, canonical, value, measure, part_resolution)
         elif canonical == "functionCall":
             measure.function_calls += 1
             extra = self._check_function(line_number, field_path, value, "functionCall", "args", role, "model")
@@ -1058,7 +1161,34 @@ class _Validator:
         else:
             measure.input_extra_tokens += extra
 
-    def _check_media(self, line_number: int, path: str, kind: str, value: Any, measure: _Measure) -> int:
+    def _check_part_resolution(self, line_number: int, path: str, value: Any) -> str | None:
+        """A per-part ``mediaResolution``: Gemini 3+ only (https://ai.google.dev/gemini-api/docs/media-resolution,
+        read 2026-12-04: "per part (Gemini 3 only)"); a string or ``{"level": ...}``."""
+        level = value.get("level") if isinstance(value, dict) else value
+        level = level.upper() if isinstance(level, str) else level
+        if not isinstance(level, str) or not level.startswith("MEDIA_RESOLUTION_"):
+            self.issue(
+                line_number,
+                path,
+                "E_GENERATION_CONFIG_INVALID",
+                f"`mediaResolution` is {_short(value)}",
+                f'Use one of {", ".join(RESOLUTIONS)} (or {{"level": "..."}}).',
+            )
+            return None
+        if not self.limits.per_part_media_resolution:
+            self.issue(
+                line_number,
+                path,
+                "E_PART_MEDIA_RESOLUTION_UNSUPPORTED",
+                f"per-part `mediaResolution` is documented for Gemini 3+ models only, not {self.limits.name}",
+                'Set it once per example in "generationConfig": {"mediaResolution": "..."} instead, '
+                "or tune a Gemini 3 model (--base-model).",
+            )
+        return level
+
+    def _check_media(
+        self, line_number: int, path: str, kind: str, value: Any, measure: _Measure, part_resolution: str | None
+    ) -> int:
         report = self.issue
         invalid_code = "E_FILE_DATA_INVALID" if kind == "fileData" else "E_INLINE_DATA_INVALID"
         if not isinstance(value, dict):
@@ -1070,14 +1200,10 @@ class _Validator:
                 _unknown_key(report, line_number, f"{path}.", key, allowed)
         if kind == "fileData":
             uri = _first_present(value, "fileUri")
-            if not isinstance(uri, str) or not uri.startswith("gs://") or len(uri) <= len("gs://"):
+            scheme = next((s for s in FILE_URI_SCHEMES if isinstance(uri, str) and uri.startswith(s)), None)
+            if scheme is None or len(uri) <= len(scheme) or uri[len(scheme)] == "/":
                 shown = "missing" if uri is _MISSING else _short(uri)
-                hint = None
-                if isinstance(uri, str) and uri.startswith(("http://", "https://")):
-                    hint = (
-                        "Vertex tuning reads media from Cloud Storage only: copy the file to gs://... and use that URI."
-                    )
-                report(line_number, f"{path}.fileUri", "E_FILE_URI_INVALID", f"`fileUri` is {shown}", hint)
+                report(line_number, f"{path}.fileUri", "E_FILE_URI_INVALID", f"`fileUri` is {shown}")
         else:
             data = value.get("data")
             if not isinstance(data, str) or not data:
@@ -1092,11 +1218,12 @@ class _Validator:
                 f"{path}.mimeType",
                 "E_MIME_TYPE_UNSUPPORTED",
                 f"media type {_short(mime)} is not supported for Gemini tuning",
+                _mime_hint(mime),
             )
             return 0
         media = media_kind(mime.lower())
         measure.media[media] = measure.media.get(media, 0) + 1
-        return MEDIA_TOKEN_ESTIMATES[media]
+        return media_tokens(media, self.limits.family, part_resolution or measure.resolution)
 
     def _check_function(
         self,
@@ -1166,8 +1293,7 @@ class _Validator:
                 "baseModel",
                 "W_UNKNOWN_BASE_MODEL",
                 f"base model {options.base_model!r} is not in the limits table; "
-                f"used generic limits (known: gemini-2.5-flash, gemini-2.5-flash-lite, gemini-2.5-pro, "
-                "gemini-2.0-flash-001, gemini-2.0-flash-lite-001)",
+                f"used generic limits (known: {', '.join(MODEL_LIMITS)})",
             )
         if options.adapter_size is not None and options.adapter_size not in limits.adapter_sizes:
             allowed = ", ".join(str(size) for size in limits.adapter_sizes)
@@ -1211,7 +1337,7 @@ class _Validator:
             self.issue(None, "", "E_EMPTY_FILE", message)
             return
         if options.role == "training":
-            if examples < limits.min_examples:
+            if limits.min_examples and examples < limits.min_examples:
                 self.issue(
                     None,
                     "",
@@ -1224,7 +1350,8 @@ class _Validator:
                     None,
                     "",
                     "W_FEW_EXAMPLES",
-                    f"{examples} examples; at least {limits.recommended_min_examples} are recommended",
+                    f"{examples} examples; Google recommends starting with {limits.recommended_min_examples} "
+                    "(no minimum is documented)",
                 )
             # "1M text-only or 300K multimodal examples": read as a cap on all examples and a
             # separate cap on the multimodal ones (a 1 % multimodal set is not held to 300K).
@@ -1320,6 +1447,7 @@ class _Validator:
             + slow.output_tokens
             - self.over_limit_tokens,
             epochs=self.options.epochs,
+            token_estimate_method=TOKEN_ESTIMATE_METHOD,
         )
 
 
@@ -1422,12 +1550,31 @@ def _unknown_key(
     report(line_number, f"{prefix}{key}", "E_UNKNOWN_KEY", f"unknown key {key!r}", hint)
 
 
+def _only_function_responses(parts: Any) -> bool:
+    """True for a non-empty parts list of functionResponse parts only."""
+    if not isinstance(parts, list) or not parts:
+        return False
+    return all(isinstance(part, dict) and ("functionResponse" in part or "function_response" in part) for part in parts)
+
+
+def _mime_hint(mime: Any) -> str:
+    """Name the allowed types of the same modality (or all modalities) for an unlisted type."""
+    kind = mime.split("/", 1)[0].lower() if isinstance(mime, str) else ""
+    kind = {"application": "document", "text": "text_file"}.get(kind, kind)
+    if kind in MIME_TYPES_BY_KIND:
+        return f"Supported {kind} types: {', '.join(MIME_TYPES_BY_KIND[kind])}."
+    return "Supported types: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in MIME_TYPES_BY_KIND.items()) + "."
+
+
 def _role_hint(role: Any) -> str | None:
     if not isinstance(role, str):
         return None
     lowered = role.strip().lower()
     if lowered in ("assistant", "bot", "ai", "gpt", "chatbot"):
-        return 'Use "model" for the answers ("assistant" is the OpenAI name); `sftpilot convert --from openai` does it.'
+        return (
+            f'Replace "role": "{role}" with "role": "model" in this line ("assistant" is the OpenAI name; '
+            "`sftpilot convert IN OUT --from openai` also rewrites it in Gemini-format lines)."
+        )
     if lowered == "system":
         return 'Move system prompts out of contents into "systemInstruction": {"parts": [{"text": "..."}]}.'
     if lowered in _VALID_ROLES:

@@ -27,6 +27,7 @@ from shared.states import JobStatus, TuningState
 
 from .harness import (
     BAD_ROLE_LINE,
+    BUCKET,
     COMPLETION_EVENTS,
     PROMPTS,
     Pipeline,
@@ -165,6 +166,28 @@ def _smoke_failed(p: Pipeline) -> OutgoingEvent:
     return _published_by_the_pipeline(EventType.SMOKE_TEST_FAILED)(p)
 
 
+GATE_YAML = b"gate:\n  enabled: true\n  against: [live]\n"
+
+
+def _gate_verdict(event_type: EventType, second: bool) -> Callable[[Pipeline], OutgoingEvent]:
+    """The quality gate on: v1 is promoted (first live model); v2 is held (nothing to show it is better)."""
+
+    def produce(p: Pipeline) -> OutgoingEvent:
+        p.blobs.put(BUCKET, "datasets/faq/tuning.yaml", GATE_YAML)
+        if second:
+            _published_by_the_pipeline(event_type)(p)
+        else:
+            _after_v1_passed(p)
+        return p.publisher.of_type(event_type.value)[-1]
+
+    return produce
+
+
+def _gate_rejected(p: Pipeline) -> OutgoingEvent:
+    p.tuning.responder = lambda endpoint, request: "no idea"  # the smoke test fails: REJECTED
+    return _gate_verdict(EventType.MODEL_REJECTED, second=False)(p)
+
+
 EVENT_OF_TYPE: dict[EventType, Callable[[Pipeline], OutgoingEvent]] = {
     EventType.JOB_SUCCEEDED: _job_ended(TuningState.SUCCEEDED),
     EventType.JOB_FAILED: _job_ended(TuningState.FAILED),
@@ -175,6 +198,9 @@ EVENT_OF_TYPE: dict[EventType, Callable[[Pipeline], OutgoingEvent]] = {
     EventType.SMOKE_TEST_PASSED: _published_by_the_pipeline(EventType.SMOKE_TEST_PASSED),
     EventType.SMOKE_TEST_FAILED: _smoke_failed,
     EventType.MODEL_DELETED: _published_by_the_pipeline(EventType.MODEL_DELETED),
+    EventType.MODEL_PROMOTED: _gate_verdict(EventType.MODEL_PROMOTED, second=False),
+    EventType.MODEL_HELD: _gate_verdict(EventType.MODEL_HELD, second=True),
+    EventType.MODEL_REJECTED: _gate_rejected,
 }
 """How the real pipeline produces one event of each type (the storms deliver that exact event)."""
 

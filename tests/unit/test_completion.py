@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from shared.errors import (
     ClaimInProgressError,
     PermissionDeniedError,
     PublishError,
+    SmokeTestDeadlineError,
     TransientBackendError,
 )
 from shared.events import EventType, build_event
@@ -117,7 +119,7 @@ class Pipeline:
         assert stored is not None
         return stored, to_message(event)
 
-    def complete(self, message: CompletionMessage, owner: str = "fn-1", after_step=None):
+    def complete(self, message: CompletionMessage, owner: str = "fn-1", after_step=None, monotonic=time.monotonic):
         return handle_completion(
             message,
             jobs=self.jobs,
@@ -129,6 +131,7 @@ class Pipeline:
             owner=owner,
             after_step=after_step,
             sleep=lambda s: None,
+            monotonic=monotonic,
         )
 
     def record(self, job_id: str) -> JobRecord:
@@ -423,6 +426,58 @@ def test_a_crash_after_publishing_still_cleans_up_on_redelivery(pipe):
 
     assert outcome.retired_models == (pipe.model(v1.id),)
     assert len([e for e in pipe.events("smoke_test.passed") if e.data["job_id"] == v2.id]) == 1
+
+
+class SlowEndpoint:
+    """A monotonic clock that moves ``seconds`` per generate call (the endpoint is slow)."""
+
+    def __init__(self, pipe: Pipeline, seconds: float) -> None:
+        self.t = 1000.0
+        self.calls: list[str] = []
+
+        def respond(endpoint, request):
+            self.t += seconds
+            self.calls.append(request.contents[-1]["parts"][0]["text"])
+            return GOOD
+
+        pipe.tuning.responder = respond
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_smoke_test_that_runs_out_of_time_keeps_its_calls_and_the_redelivery_continues(pipe):
+    prompts = [{"prompt": f"question {n}?", "contains": ["— Acme Support"]} for n in range(5)]
+    rec, message = pipe.tuned(1, config(smoke_test={"prompts": prompts}))
+    slow = SlowEndpoint(pipe, seconds=130)  # worst case per call: 30 s x 2 attempts = 60 s
+
+    with pytest.raises(SmokeTestDeadlineError) as raised:
+        pipe.complete(message, "fn-1", monotonic=slow)
+    assert (raised.value.done, raised.value.total) == (4, 5)  # 4 x 130 s = 520 s > 480 - 60: stop
+    paused = pipe.record(rec.id)
+    assert paused.smoke_test is None and pipe.events("smoke_test.passed") == []
+    assert paused.smoke_progress is not None
+    assert paused.smoke_progress["event_id"] == message.event_id
+    assert [c["key"] for c in paused.smoke_progress["calls"]] == [f"tuned#{n}" for n in range(4)]
+    assert pipe.jobs.effect(f"{message.event_id}:smoke_test") is None  # released: redeliver at once
+
+    outcome = pipe.complete(message, "fn-2", monotonic=slow)
+    assert outcome.smoke_test_passed is True
+    assert slow.calls == [f"question {n}?" for n in range(5)]  # every prompt sent exactly once
+    done = pipe.record(rec.id)
+    assert done.smoke_progress is None
+    assert done.smoke_test is not None and len(done.smoke_test["prompts"]) == 5
+    assert [e.event_id for e in pipe.events("smoke_test.passed")] == [f"{rec.id}:smoke_test"]
+
+
+def test_each_invocation_makes_at_least_one_call_even_when_a_call_cannot_fit(pipe):
+    rec, message = pipe.tuned(1, config(smoke_test={"prompts": ["a", "b"]}))
+    slow = SlowEndpoint(pipe, seconds=600)  # every call alone outlasts the budget
+    with pytest.raises(SmokeTestDeadlineError):
+        pipe.complete(message, "fn-1", monotonic=slow)
+    assert pipe.record(rec.id).smoke_progress["done"] == 1
+    assert pipe.complete(message, "fn-2", monotonic=slow).smoke_test_passed is True
+    assert slow.calls == ["a", "b"]
 
 
 def test_a_transient_failure_releases_the_claim_for_an_immediate_redelivery(pipe):

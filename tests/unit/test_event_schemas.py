@@ -244,12 +244,36 @@ def _pipeline_on_fakes() -> list[OutgoingEvent]:
     return publisher.published
 
 
+def _completion_quality_gate() -> list[OutgoingEvent]:
+    """``handle_completion`` with ``gate.enabled``: v1 promoted, v2 (equal) held, v3 (worse) rejected."""
+    from test_gate import GatePipeline
+
+    pipe = GatePipeline()
+    for n, quality in ((1, "exact"), (2, "exact"), (3, "wrong")):
+        pipe.run(n, quality)
+    return pipe.publisher.published
+
+
+def _intake_budget_refusal() -> list[OutgoingEvent]:
+    """``handle_upload`` refusing a dataset over its budget (``dataset.rejected`` with ``budget``)."""
+    from test_intake import Harness, examples
+
+    from shared.adapters.fakes import FakeSpendLedger
+
+    h = Harness()
+    h.blobs.put("bkt", "datasets/faq/tuning.yaml", b"budget:\n  max_cost_usd: 0\n")
+    h.deliver(h.upload("datasets/faq/v1.jsonl", examples(20)), spend=FakeSpendLedger())
+    return h.publisher.published
+
+
 PRODUCERS: dict[str, Callable[[], list[OutgoingEvent]]] = {
     "poller: terminal states and stall": _poller_terminal_events,
     "jobs API: cancel a queued job": _api_cancel_of_a_queued_job,
     "submission: tuning API refuses the job": _submission_refused,
     "completion: smoke tests and cleanup": _completion_smoke_tests_and_cleanup,
     "intake -> poller -> completion on the fakes": _pipeline_on_fakes,
+    "completion: quality gate verdicts": _completion_quality_gate,
+    "intake: budget refusal": _intake_budget_refusal,
 }
 
 

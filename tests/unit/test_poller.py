@@ -16,12 +16,13 @@ from shared.poller import (
     plan_reconcile,
     run_poll,
     tuning_view,
+    waiting_for_quota,
     waiting_since,
 )
 from shared.ports import TuningJobSpec
 from shared.records import DatasetRef, JobRecord, Lease, new_record
 from shared.settings import Settings
-from shared.states import JobStatus, TuningState
+from shared.states import WAITING_FOR_QUOTA, JobStatus, TuningState
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -457,45 +458,103 @@ def test_pending_too_long_publishes_job_stalled_once():
     assert w.record(rec.id).stalled_notified
 
 
-def test_queued_too_long_publishes_job_stalled_once_even_while_retrying_quota():
+def test_a_record_queued_for_quota_is_waiting_not_stalled():
     w = World(quota=1)
     blocker = w.tracked(JobStatus.RUNNING)
     rec = w.queued()
-    for _ in range(3):
+    for _ in range(6):
         w.clock.advance(minutes=30)
         w.poll()
-    stalled = w.publisher.of_type("job.stalled")
-    assert [e.event_id for e in stalled] == [f"{rec.id}:stalled"]
-    assert stalled[0].data["status"] == "QUEUED"
-    assert stalled[0].data["tuning_job"] is None
+    assert w.publisher.of_type("job.stalled") == []
+    assert waiting_for_quota(w.record(rec.id))
     assert waiting_since(w.record(rec.id)) == T0
     assert w.record(blocker.id).status is JobStatus.RUNNING
 
 
-# --- submission and adoption -----------------------------------------------------------------------
-
-
-def test_queued_records_are_submitted_in_upload_order_when_our_job_ends():
+def test_a_job_vertex_holds_for_quota_shows_it_and_is_not_stalled():
     w = World(quota=1)
-    running = w.tracked(JobStatus.RUNNING)
+    rec = w.tracked(JobStatus.PENDING)
+    w.tuning.set_state(rec.tuning_job, TuningState.PENDING, detail_state=WAITING_FOR_QUOTA)
+    for _ in range(4):
+        w.clock.advance(minutes=30)
+        w.poll()
+    stored = w.record(rec.id)
+    assert stored.status is JobStatus.PENDING
+    assert stored.tuning is not None and stored.tuning["waiting_for_quota"] is True
+    assert stored.tuning["detail_state"] == WAITING_FOR_QUOTA
+    assert waiting_for_quota(stored)
+    assert w.publisher.of_type("job.stalled") == []
+
+    # the quota frees; the job starts: it is no longer waiting, and it runs
+    w.tuning.set_state(rec.tuning_job, TuningState.RUNNING, detail_state="TUNING_JOB_STATE_TUNING")
+    w.clock.advance(minutes=1)
+    w.poll()
+    stored = w.record(rec.id)
+    assert stored.status is JobStatus.RUNNING and not waiting_for_quota(stored)
+    assert stored.tuning is not None and stored.tuning["waiting_for_quota"] is False
+
+
+def test_the_stall_clock_of_a_pending_job_starts_when_its_quota_wait_ends():
+    w = World(quota=1)
+    rec = w.tracked(JobStatus.PENDING)
+    w.tuning.set_state(rec.tuning_job, TuningState.PENDING, detail_state=WAITING_FOR_QUOTA)
+    w.poll()
+    w.clock.advance(hours=5)
+    w.tuning.set_state(rec.tuning_job, TuningState.PENDING, detail_state="TUNING_JOB_STATE_PROCESSING_DATASET")
+    w.poll()
+    assert waiting_since(w.record(rec.id)) == T0 + timedelta(hours=5)
+    w.clock.advance(minutes=59)
+    assert w.poll().stalled == 0  # not 5 h 59 min: the wait for quota does not count
+    w.clock.advance(minutes=2)
+    assert w.poll().stalled == 1
+
+
+def test_a_pending_job_not_waiting_for_quota_still_stalls():
+    w = World(quota=1)
+    rec = w.tracked(JobStatus.PENDING)
+    w.tuning.set_state(rec.tuning_job, TuningState.PENDING, detail_state="TUNING_JOB_STATE_WAITING_FOR_CAPACITY")
+    w.clock.advance(minutes=61)
+    assert w.poll().stalled == 1
+    assert [e.event_id for e in w.publisher.of_type("job.stalled")] == [f"{rec.id}:stalled"]
+
+
+def test_a_create_held_for_quota_stops_the_queue_like_a_429():
+    w = World(quota=2)
+    w.tuning.queue_when_full = True
+    running = [w.tracked(JobStatus.RUNNING), w.tracked(JobStatus.RUNNING)]
     first, second = w.queued(), w.queued()
+    for rec in running:
+        w.tuning.set_state(rec.tuning_job, TuningState.SUCCEEDED)
+    for n in range(2):  # jobs we do not track take both freed slots first
+        foreign = w.tuning.create_job(TuningJobSpec("gemini-2.5-flash", "gs://other/x.jsonl", f"not-ours-{n}"))
+        assert foreign.detail_state is None
     w.tuning.calls.clear()
     w.clock.advance(minutes=1)
-    summary = w.poll()
-    assert summary.submitted == 0
-    assert w.tuning.calls["create_job"] == 0  # nothing ended and the queue was just tried
-    assert {w.record(first.id).status, w.record(second.id).status} == {JobStatus.QUEUED}
+    w.poll()
+    held = w.record(first.id)
+    assert held.status is JobStatus.PENDING and waiting_for_quota(held)
+    assert w.record(second.id).status is JobStatus.QUEUED
+    assert w.tuning.calls["create_job"] == 1  # held for quota: the second record is not sent
 
+
+def test_jobs_vertex_holds_for_quota_take_freed_slots_before_queued_records():
+    w = World(quota=1, queue_retry_seconds=300)
+    w.tuning.queue_when_full = True
+    running = w.tracked(JobStatus.RUNNING)
+    held = w.tracked(JobStatus.PENDING)  # accepted over the quota: Vertex holds it
+    assert w.tuning.get_job(held.tuning_job).detail_state == WAITING_FOR_QUOTA
+    queued = w.queued()
+    w.clock.advance(minutes=1)
+    w.poll()  # the view now says waiting_for_quota
+    w.clock.advance(minutes=10)
+    w.tuning.calls.clear()
+    w.poll()
+    assert w.tuning.calls["create_job"] == 0  # a probe would only add a second held job
     w.tuning.set_state(running.tuning_job, TuningState.SUCCEEDED)
     w.clock.advance(minutes=1)
-    summary = w.poll()
-    assert summary.submitted == 1
-    assert w.record(first.id).status is JobStatus.PENDING
-    assert w.record(first.id).tuning_job is not None
-    assert w.record(second.id).status is JobStatus.QUEUED  # the quota refused it: order kept
-    assert w.tuning.calls["create_job"] == 2
-    assert w.tuning.specs[w.record(first.id).tuning_job].labels["managed-by"] == "sftpilot"
-    assert [e.event_id for e in w.publisher.of_type("job.succeeded")] == [f"{running.id}:SUCCEEDED"]
+    w.poll()
+    assert w.tuning.calls["create_job"] == 0  # the freed slot goes to the held job first
+    assert w.record(queued.id).status is JobStatus.QUEUED
 
 
 def test_queue_head_retries_with_backoff_when_capacity_is_held_by_jobs_we_do_not_track():

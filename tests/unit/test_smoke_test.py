@@ -9,6 +9,7 @@ import pytest
 
 from shared.adapters.fakes import FakeBlobStore, FakeTuningBackend
 from shared.errors import BlobReadError, NotFoundError, PermissionDeniedError, TransientBackendError
+from shared.model_families import MODEL_FAMILIES, ThinkingControl, family_for, generation_settings
 from shared.records import DatasetRef, JobRecord
 from shared.smoke_test import (
     ContainsCheck,
@@ -19,13 +20,13 @@ from shared.smoke_test import (
     RetryPolicy,
     SmokeTestOptions,
     TargetRole,
+    base_model_of,
     checks_from_config,
     evaluate_checks,
     prompt_from_example,
     run_smoke_test,
     select_prompts,
     targets_for,
-    thinking_budget_for,
     validation_set_uri,
 )
 from shared.states import JobStatus
@@ -229,17 +230,75 @@ def test_validation_set_uri_comes_from_what_intake_stored():
 
 
 @pytest.mark.parametrize(
-    ("model", "budget"),
+    ("model", "budget", "level", "max_tokens"),
     [
-        ("gemini-2.5-flash", 0),
-        ("gemini-2.5-flash-lite", 0),
-        ("projects/p/locations/l/publishers/google/models/gemini-2.5-pro", 128),
-        ("gemini-2.0-flash-001", None),
-        ("gemini-1.5-pro-002", None),
+        ("gemini-2.5-flash", 0, None, 256),
+        ("gemini-2.5-flash-001", 0, None, 256),
+        ("gemini-2.5-flash-lite", 0, None, 256),
+        ("projects/p/locations/l/publishers/google/models/gemini-2.5-pro", 128, None, 256 + 128),
+        ("gemini-2.0-flash-001", None, None, 256),
+        ("gemini-1.5-pro-002", None, None, 256),
+        ("gemini-3-pro-preview", None, "LOW", 256 + 1024),
+        ("gemini-3-flash-preview", None, "MINIMAL", 256 + 512),
+        ("some-future-model", None, None, 256),
     ],
 )
-def test_thinking_is_turned_off_where_the_model_allows(model, budget):
-    assert thinking_budget_for(model) == budget
+def test_thinking_is_the_least_each_family_allows_and_output_keeps_room_for_it(model, budget, level, max_tokens):
+    settings = generation_settings(model, answer_tokens=256)
+    assert (settings.thinking_budget, settings.thinking_level, settings.max_output_tokens) == (
+        budget,
+        level,
+        max_tokens,
+    )
+
+
+def test_the_family_table_is_consistent_and_cites_its_sources():
+    assert family_for("gemini-2.5-flash-lite-001").name == "gemini-2.5-flash-lite"  # not plain flash
+    for family in MODEL_FAMILIES:
+        assert family.source.startswith("https://")
+        if family.control is ThinkingControl.BUDGET:
+            assert family.budget_problem(family.least_budget) is None
+            assert family.budget_problem(family.max_budget + 1) is not None
+        if family.control is ThinkingControl.LEVEL:
+            assert family.lowest_level == family.levels[0] and family.level_problem(family.lowest_level) is None
+    pro = family_for("gemini-2.5-pro")
+    assert pro.budget_problem(0) == "Budget 0 is invalid. gemini-2.5-pro only works in thinking mode."
+    assert pro.budget_problem(127) is not None and pro.budget_problem(-1) is None
+    assert family_for("gemini-2.5-flash").level_problem("LOW") is not None  # 2.5 takes no level
+
+
+def test_the_base_model_comes_from_the_job_record_also_for_a_tuned_tuned_model():
+    record = _record({"base_model": "projects/p/locations/us-central1/models/m0@1"})
+    assert base_model_of(record) is None  # a tuned model is not a family; the view has no base yet
+    chained = record.with_changes(T0, tuning={**(record.tuning or {}), "base_model": "gemini-2.5-pro"})
+    assert base_model_of(chained) == "gemini-2.5-pro"
+    tuning = _backend()
+    run_smoke_test(
+        chained,
+        options=SmokeTestOptions(prompts=({"prompt": "hi"},), max_output_tokens=64),
+        tuning=tuning,
+        blobs=FakeBlobStore(),
+        retry=NO_SLEEP,
+    )
+    [(_, request)] = tuning.generations
+    assert (request.thinking_budget, request.thinking_level, request.max_output_tokens) == (128, None, 64 + 128)
+
+
+def test_the_base_comparison_uses_the_resolved_base_and_its_generation_config():
+    record = _record({"base_model": "gemini-3-pro-preview"})
+    tuning = _backend()
+    result = run_smoke_test(
+        record,
+        options=SmokeTestOptions(prompts=({"prompt": "hi"},), compare_base=True),
+        tuning=tuning,
+        blobs=FakeBlobStore(),
+        retry=NO_SLEEP,
+    )
+    assert result.base_model == "gemini-3-pro-preview"
+    assert [(name, r.thinking_level, r.thinking_budget) for name, r in tuning.generations] == [
+        (ENDPOINT, "LOW", None),
+        ("gemini-3-pro-preview", "LOW", None),
+    ]
 
 
 def test_targets_are_the_endpoint_plus_distinct_checkpoint_endpoints():
@@ -386,3 +445,45 @@ def test_long_texts_are_cut_on_the_record_but_kept_whole_in_the_report():
     result = run_smoke_test(_record(), options=SmokeTestOptions(), tuning=tuning, blobs=FakeBlobStore(), retry=NO_SLEEP)
     assert len(result.results[0].to_dict()["response"]) == 2001
     assert len(result.results[0].to_dict(max_chars=None)["response"]) == 5000
+
+
+def test_out_of_time_calls_are_left_unfinished_in_order_and_earlier_calls_are_not_resent():
+    now = [0.0]
+
+    def slow(endpoint, request):
+        now[0] += 100.0
+        return "fine"
+
+    tuning = _backend(responder=slow)
+    options = SmokeTestOptions(prompts=tuple({"prompt": f"p{n}"} for n in range(4)), timeout_seconds=30)
+    retry = RetryPolicy(attempts=2, initial_backoff_seconds=0.0)  # worst call: 60 s
+
+    def run(**kwargs):
+        return run_smoke_test(
+            _record(),
+            options=options,
+            tuning=tuning,
+            blobs=FakeBlobStore(),
+            retry=retry,
+            monotonic=lambda: now[0],
+            **kwargs,
+        )
+
+    first = run(deadline=250.0)
+    assert (len(first.results), first.unfinished, first.passed) == (2, 2, False)  # 200 s used, 50 s < 60 s left
+    progress = first.progress()
+    assert (progress["done"], progress["total"]) == (2, 4)
+    assert [c["key"] for c in progress["calls"]] == ["tuned#0", "tuned#1"]
+
+    tuning.generations.clear()
+    second = run(deadline=now[0] + 1000, done={c["key"]: c for c in progress["calls"]})
+    assert second.passed and second.unfinished == 0 and second.prompts_total == 4
+    assert [r.contents[-1]["parts"][0]["text"] for _, r in tuning.generations] == ["p2", "p3"]
+    assert [r.response for r in second.results] == ["fine"] * 4
+
+
+def test_progress_is_capped_in_size():
+    tuning = _backend(responder=lambda endpoint, request: "x" * 1000)
+    options = SmokeTestOptions(prompts=tuple({"prompt": f"p{n}"} for n in range(5)))
+    result = run_smoke_test(_record(), options=options, tuning=tuning, blobs=FakeBlobStore(), retry=NO_SLEEP)
+    assert len(result.progress(max_chars=2500)["calls"]) == 2

@@ -171,6 +171,16 @@ def test_transient_failure_reraises_releases_the_lease_and_the_retry_reconciles_
     assert len(tuning.jobs) == 1
 
 
+def test_a_label_listing_refused_for_good_does_not_fail_the_submission():
+    jobs, tuning, clock = _setup()
+    tuning.failures.fail_next(
+        "list_jobs", InvalidArgumentError("list", 400, "Unsupported filter field 'labels.sftpilot-key'")
+    )
+    stored = _submit(jobs, tuning, clock)
+    assert stored.status is JobStatus.PENDING and stored.tuning_job in tuning.jobs
+    assert tuning.calls["create_job"] == 1
+
+
 def test_received_record_leased_by_someone_else_is_not_submitted():
     jobs, tuning, clock = FakeJobStore(), FakeTuningBackend(), Clock()
     rec = _record().with_changes(T0, lease=Lease("intake-1", T0 + timedelta(seconds=60)))

@@ -264,6 +264,21 @@ def test_merged_label_count_is_capped():
     with pytest.raises(TuningConfigError) as info:
         resolve_config(blobs, BUCKET, "datasets/faq/v1.jsonl", "datasets/", {"labels": many_a})
     assert info.value.problems[0].path == "labels"
+    assert "at most 53 labels (got 80)" in info.value.problems[0].message
+
+
+def test_user_labels_leave_room_for_ours_and_for_googles():
+    at_limit = {f"k{i}": "v" for i in range(53)}
+    assert len(load_tuning_yaml("labels: " + str(at_limit).replace("'", '"')).labels) == 53
+    over = {f"k{i}": "v" for i in range(54)}
+    with pytest.raises(TuningConfigError) as info:
+        load_tuning_yaml("labels: " + str(over).replace("'", '"'))
+    (problem,) = info.value.problems
+    assert problem.path == "labels"
+    assert problem.message == (
+        "at most 53 labels (got 54): Vertex allows 64 per resource, sftpilot sets 3 and keeps 8 free for labels"
+        " Google adds"
+    )
 
 
 def test_load_defaults_reads_local_and_gs_files(tmp_path):
@@ -275,3 +290,37 @@ def test_load_defaults_reads_local_and_gs_files(tmp_path):
     with pytest.raises(TuningConfigError) as info:
         load_defaults(str(tmp_path / "missing.yaml"))
     assert "cannot read" in info.value.problems[0].message
+
+
+def test_a_smoke_test_that_cannot_fit_the_completion_functions_time_is_rejected_with_the_arithmetic():
+    assert load_tuning_yaml("smoke_test: {from_validation: 5}").smoke_test.timeout_seconds == 30  # 465 s: fits
+    with pytest.raises(TuningConfigError) as info:
+        load_tuning_yaml("smoke_test: {from_validation: 5, timeout_seconds: 60}")
+    (problem,) = info.value.problems
+    assert problem.path == "smoke_test"
+    assert problem.message.startswith(
+        "worst case 5 prompt(s) x 1 target(s) x (60 s timeout x 3 attempts + 3 s backoff) = 915 s, over the 480 s"
+    )
+    assert "540 s limit - 60 s" in problem.message
+
+
+def test_the_budget_counts_checkpoint_and_base_targets():
+    # 2 prompts x (tuned + 3 intermediate checkpoints + base) x 93 s = 930 s
+    with pytest.raises(TuningConfigError) as info:
+        load_tuning_yaml("epochs: 4\nsmoke_test: {prompts: [a, b], checkpoints: true, compare_base: true}")
+    assert "2 prompt(s) x 5 target(s)" in info.value.problems[0].message
+    # the same with only the last checkpoint exported: 2 x 2 x 93 = 372 s
+    ok = load_tuning_yaml(
+        "epochs: 4\nexport_last_checkpoint_only: true\n"
+        "smoke_test: {prompts: [a, b], checkpoints: true, compare_base: true}"
+    )
+    assert ok.smoke_test.checkpoints
+    assert load_tuning_yaml("smoke_test: {enabled: false, from_validation: 100, timeout_seconds: 300}").smoke_test
+
+
+def test_merged_layers_are_checked_against_the_budget_together():
+    blobs = FakeBlobStore()
+    blobs.put(BUCKET, "datasets/faq/tuning.yaml", b"smoke_test: {timeout_seconds: 120}\n")
+    with pytest.raises(TuningConfigError) as info:
+        resolve_config(blobs, BUCKET, "datasets/faq/v1.jsonl", "datasets/", {"smoke_test": {"from_validation": 3}})
+    assert "3 prompt(s) x 1 target(s) x (120 s timeout" in info.value.problems[0].message

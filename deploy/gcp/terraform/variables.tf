@@ -139,7 +139,7 @@ variable "lease_seconds" {
 }
 
 variable "stall_after_seconds" {
-  description = "A job pending or queued longer than this produces one job.stalled event. Null: the sftpilot default."
+  description = "A job pending longer than this (not only waiting for quota) produces one job.stalled event. Null: the sftpilot default."
   type        = number
   default     = null
 }

@@ -81,6 +81,8 @@ class TrainRequest:
     full_finetune: bool = False
     precision: Precision = "auto"
     num_threads: int | None = None
+    init_adapter_dir: Path | None = None
+    """Continuous tuning: start from this saved LoRA adapter instead of a fresh one."""
 
     def __post_init__(self) -> None:
         minimums = {"epochs": 1, "lora_rank": 1, "batch_size": 1, "max_seq_len": 8}
@@ -126,6 +128,10 @@ class TrainRequest:
         for name in ("model_dir", "train_path", "output_dir"):
             values[name] = Path(data[name])
         values["validation_path"] = Path(validation) if validation is not None else None
+        init_adapter = data.get("init_adapter_dir")
+        if init_adapter is not None and not isinstance(init_adapter, str):
+            raise InvalidTrainRequestError("init_adapter_dir", "must be a path string or null")
+        values["init_adapter_dir"] = Path(init_adapter) if init_adapter is not None else None
         return cls(**values)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
@@ -214,6 +214,9 @@ def make_trainable(model: Any, request: TrainRequest) -> Any:
         for parameter in model.parameters():
             parameter.requires_grad_(True)
         return model
+    if request.init_adapter_dir is not None:
+        # Continuous tuning: keep training the parent's adapter (its LoRA rank and norm included).
+        return PeftModel.from_pretrained(model, str(request.init_adapter_dir), is_trainable=True)
     return get_peft_model(model, lora_config(request.lora_rank))
 
 

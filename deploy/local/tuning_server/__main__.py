@@ -41,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--quota-mode",
         choices=[mode.value for mode in QuotaMode],
         default=QuotaMode.REJECT.value,
-        help="when the quota is full: reject = 429 RESOURCE_EXHAUSTED (Vertex), queue = JOB_STATE_QUEUED",
+        help="when the quota is full: reject = 429 RESOURCE_EXHAUSTED (default), "
+        "queue = accept as JOB_STATE_PENDING + tuningJobState WAITING_FOR_QUOTA (Vertex does either)",
+    )
+    parser.add_argument(
+        "--refuse-label-filter",
+        action="store_true",
+        help="answer 400 INVALID_ARGUMENT to list filters on labels.* (clients must fall back)",
     )
     parser.add_argument(
         "--model-map",
@@ -82,6 +88,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         location=args.location,
         quota=args.quota,
         quota_mode=QuotaMode(args.quota_mode),
+        refuse_label_filter=args.refuse_label_filter,
         model_map=model_map,
         default_local_model=args.default_local_model,
         model_cache_dir=(args.model_cache_dir or default_model_cache_dir()).resolve(),

@@ -18,6 +18,7 @@ GET/DELETE  {P}/endpoints/{id}; POST {P}/endpoints/{id}:undeployModel      endpo
 GET         {P}/endpoints                                                  list endpoints
 GET/DELETE  {P}/models/{id}[@1]; GET {P}/models                            models
 GET         {P}/operations/{id}                                            (always done)
+GET         {P}/metadataStores/.., {P}/tensorboards/..                     metric series (.metrics)
 ==========  ============================================================  =====================
 
 Controls: ``GET /healthz``, ``POST /__script``, ``GET /__script``, ``GET /__requests``,
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from deploy.local.tuning_server import metrics
 from deploy.local.tuning_server.config import ServerConfig
 from deploy.local.tuning_server.faults import FaultInjector
 from deploy.local.tuning_server.filters import matches, parse_filter
@@ -177,6 +179,8 @@ class TuningApp:
             return self._endpoints(call)
         if collection == "models":
             return self._models(call)
+        if collection in {"metadataStores", "tensorboards"}:  # a job's metric series (see .metrics)
+            return Response.json(metrics.route(self.store, method, parent, parts, verb, query))
         is_publisher_model = len(parts) == 4 and parts[1] == "google" and parts[2] == "models"
         if collection == "publishers" and is_publisher_model and method == "POST" and verb in _GENERATE_VERBS:
             return self._generate(self.inference.publisher_target(parts[3]), body, verb)
@@ -199,7 +203,7 @@ class TuningApp:
                 if job is None or not job.name.startswith(parent + "/"):
                     raise not_found(f"TuningJob {parent}/tuningJobs/{job_id} not found.")
                 if method == "GET" and not verb:
-                    return Response.json(job.to_resource())
+                    return Response.json({**job.to_resource(), "experiment": metrics.experiment_name(job.name)})
             if method == "POST" and verb == "cancel":
                 self.runner.cancel_job(job_id)
                 return Response.json({})
@@ -209,7 +213,7 @@ class TuningApp:
         params = parse_qs(query, keep_blank_values=True)
         page_size = _page_size(params)
         after_seq = _decode_token(params.get("pageToken", [""])[0])
-        terms = parse_filter(params.get("filter", [""])[0])
+        terms = parse_filter(params.get("filter", [""])[0], allow_labels=not self.config.refuse_label_filter)
         with self.store.lock:
             candidates = sorted(
                 (job for job in self.store.jobs.values() if job.name.startswith(parent + "/")),

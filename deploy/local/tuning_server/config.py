@@ -39,7 +39,8 @@ class QuotaMode(StrEnum):
     REJECT = "reject"
     """Answer 429 RESOURCE_EXHAUSTED, as Vertex does when the concurrent tuning-job quota is full."""
     QUEUE = "queue"
-    """Accept the job in JOB_STATE_QUEUED and start it when a slot frees."""
+    """Accept the job as JOB_STATE_PENDING with ``tuningJobState=TUNING_JOB_STATE_WAITING_FOR_QUOTA``
+    and start it when a slot frees (what Vertex may do instead of a 429; see runner.create_job)."""
 
 
 class ModelMapError(ValueError):
@@ -84,6 +85,8 @@ class ServerConfig:
     """When set, requests for another location get 400 INVALID_ARGUMENT."""
     quota: int = 1
     quota_mode: QuotaMode = QuotaMode.REJECT
+    refuse_label_filter: bool = False
+    """Answer 400 INVALID_ARGUMENT to a list filter on ``labels.*`` (a Vertex that refuses it)."""
     model_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_MAP))
     default_local_model: str = "smollm2-135m"
     """Local model for any other ``gemini-*`` base model name."""

@@ -8,6 +8,10 @@ A filter is terms joined by ``AND`` (or whitespace). A term is ``FIELD OP VALUE`
 * ``base_model=...`` / ``baseModel=...``, ``display_name=...`` / ``tunedModelDisplayName=...``.
 
 ``OR``, ``NOT`` and parentheses are refused with a clear error (400), never silently ignored.
+With ``allow_labels=False`` (server option ``--refuse-label-filter``) every ``labels.*`` term
+is refused with 400 as well: Vertex's list reference documents ``filter`` without its grammar
+(https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs/list),
+so clients must survive a server that does not take label filters.
 
 >>> matches(parse_filter('labels.team="ml" AND state=JOB_STATE_RUNNING'),
 ...         {"labels": {"team": "ml"}, "state": "JOB_STATE_RUNNING"})
@@ -47,7 +51,7 @@ class Term:
     value: str
 
 
-def parse_filter(text: str | None) -> list[Term]:
+def parse_filter(text: str | None, *, allow_labels: bool = True) -> list[Term]:
     """Parse a filter string; raises ApiError(400) for anything outside the subset."""
     if not text or not text.strip():
         return []
@@ -68,6 +72,8 @@ def parse_filter(text: str | None) -> list[Term]:
             field = _FIELD_ALIASES[field]
         elif field == "labels.":
             raise invalid_argument('A label filter needs a key: labels.KEY="value".')
+        elif not allow_labels:
+            raise invalid_argument(f"Unsupported filter field {field!r}: this server does not filter by label.")
         terms.append(Term(field=field, op=match.group("op"), value=value))
         position = match.end()
         separator = _AND.match(text, position)

@@ -7,7 +7,11 @@
 Sampling follows the request's ``generationConfig`` (temperature, topP, topK,
 maxOutputTokens, seed, stopSequences). Defaults mirror Gemini 2.5 (temperature 1.0, topP 0.95,
 topK 64), except ``maxOutputTokens`` (256: the local models are small). ``thinkingConfig`` is
-accepted and ignored: the local models do not think. Torch is imported on the first call only.
+checked the way Vertex checks it for the target's Gemini base model (the table and its sources
+are :mod:`shared.model_families`): a budget outside the family's range (e.g. 0 or < 128 on 2.5
+Pro), a ``thinkingLevel`` on a 2.5 model or one the family does not offer, or both fields at
+once, get 400 INVALID_ARGUMENT. Then it is ignored: the local models do not think. Torch is
+imported on the first call only.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from deploy.local.tuning_server.wire import (
     not_found,
     now_rfc3339,
 )
+from shared.model_families import family_for
 
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 0.95
@@ -42,6 +47,8 @@ class Target:
     local_model: str
     adapter_dir: Path | None
     model_version: str
+    base_model: str = ""
+    """The Gemini model the target stands for (its family decides which thinking config is valid)."""
 
 
 class InferenceService:
@@ -70,7 +77,9 @@ class InferenceService:
             if model is None:
                 raise failed_precondition(f"The model deployed on {endpoint.name} no longer exists.")
             checkpoint = model.checkpoint(deployed.checkpoint_id)
-            return Target(model.local_model, self._adapter_path(checkpoint.adapter_dir), deployed.model)
+            return Target(
+                model.local_model, self._adapter_path(checkpoint.adapter_dir), deployed.model, model.base_model
+            )
 
     def model_target(self, model_id: str) -> Target:
         """A tuned model's default checkpoint."""
@@ -79,14 +88,16 @@ class InferenceService:
             if model is None:
                 raise not_found(f"Model {model_id} not found.")
             checkpoint = model.checkpoint(None)
-            return Target(model.local_model, self._adapter_path(checkpoint.adapter_dir), model.versioned_name)
+            return Target(
+                model.local_model, self._adapter_path(checkpoint.adapter_dir), model.versioned_name, model.base_model
+            )
 
     def publisher_target(self, name: str) -> Target:
         """A base model by its Gemini name."""
         local = self.config.local_model_for(name)
         if local is None:
             raise not_found(f"Publisher model publishers/google/models/{name} not found.")
-        return Target(local, None, normalize_base_model(name))
+        return Target(local, None, normalize_base_model(name), normalize_base_model(name))
 
     def _adapter_path(self, stored: str) -> Path:
         path = Path(stored)
@@ -113,6 +124,7 @@ class InferenceService:
         top_k = _integer(config, "topK", DEFAULT_TOP_K)
         max_tokens = _integer(config, "maxOutputTokens", DEFAULT_MAX_OUTPUT_TOKENS)
         seed = _integer(config, "seed", secrets.randbelow(2**31))
+        _check_thinking(config.get("thinkingConfig"), target.base_model)
         stop_sequences = config.get("stopSequences") or []
         if not isinstance(stop_sequences, list) or not all(isinstance(s, str) for s in stop_sequences):
             raise invalid_argument("generationConfig.stopSequences must be a list of strings.")
@@ -188,6 +200,28 @@ def _system_text(raw: Any) -> str | None:
         if isinstance(parts, list):
             return "".join(part.get("text", "") for part in parts if isinstance(part, dict)) or None
     raise invalid_argument("systemInstruction must be a Content object with text parts.")
+
+
+def _check_thinking(raw: Any, base_model: str) -> None:
+    """400 for a thinking config Vertex refuses on ``base_model``'s family (see the module doc)."""
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise invalid_argument("generationConfig.thinkingConfig must be an object.")
+    budget, level = raw.get("thinkingBudget"), raw.get("thinkingLevel")
+    if budget is not None and level is not None:
+        raise invalid_argument("thinking_budget and thinking_level cannot both be set.")
+    family = family_for(base_model)
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, int):
+            raise invalid_argument("generationConfig.thinkingConfig.thinkingBudget must be an integer.")
+        problem = family.budget_problem(budget)
+    elif level is not None and str(level).upper() != "THINKING_LEVEL_UNSPECIFIED":
+        problem = family.level_problem(str(level))
+    else:
+        problem = None
+    if problem is not None:
+        raise invalid_argument(problem)
 
 
 def _number(config: JSON, key: str, default: float) -> float:

@@ -34,6 +34,8 @@ class TrainingSettings:
     lora_rank: int
     learning_rate_multiplier: float
     export_last_checkpoint_only: bool
+    init_adapter_dir: str | None = None
+    """Continuous tuning: the parent checkpoint's adapter (relative to the state directory)."""
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 States follow Vertex AI::
 
-    create -> PENDING (or QUEUED when the quota is full and --quota-mode queue)
+    create -> PENDING (with tuningJobState WAITING_FOR_QUOTA when the quota is full and
+              --quota-mode queue: held until a slot frees, then it starts)
     PENDING -> RUNNING (tuningJobState PROCESSING_DATASET, then TUNING)
     RUNNING -> SUCCEEDED | FAILED | CANCELLING -> CANCELLED (or SUCCEEDED if it finished anyway)
 
@@ -20,6 +21,7 @@ dataset can no longer be read, the restarted job ends FAILED with the read error
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -141,14 +143,14 @@ class JobRunner:
 
     def create_job(self, parent: str, body: JSON) -> StoredJob:
         """Validate a create request (normalised camelCase) and admit it under the quota."""
-        if "preTunedModel" in body:
-            raise invalid_argument(
-                "Continuous tuning (preTunedModel) is not supported by the local tuning server; "
-                "tune a base model instead."
-            )
         for key in _UNSUPPORTED_SPECS:
             if key in body:
                 raise invalid_argument(f"{key} is not supported: the local tuning server does supervised tuning only.")
+        init_adapter: str | None = None
+        if body.get("preTunedModel") is not None:
+            # Continuous tuning starts from the parent checkpoint's adapter, on the parent's base model.
+            parent_base, init_adapter = self._pre_tuned(body["preTunedModel"])
+            body = {**body, "baseModel": parent_base}
         base_model = body.get("baseModel")
         if not isinstance(base_model, str) or not base_model:
             raise invalid_argument("baseModel is required.")
@@ -168,7 +170,7 @@ class JobRunner:
         validation_uri = spec.get("validationDatasetUri")
         if validation_uri is not None and (not isinstance(validation_uri, str) or not validation_uri):
             raise invalid_argument("supervisedTuningSpec.validationDatasetUri must be a non-empty string.")
-        settings = self._training_settings(local_model, spec)
+        settings = dataclasses.replace(self._training_settings(local_model, spec), init_adapter_dir=init_adapter)
         labels = _check_labels(body.get("labels"))
         display_name = body.get("tunedModelDisplayName") or ""
         if not isinstance(display_name, str) or len(display_name) > _MAX_DISPLAY_NAME_CHARS:
@@ -184,8 +186,8 @@ class JobRunner:
             raise invalid_argument("serviceAccount must be a string.")
 
         with self.store.lock:
-            active = sum(1 for job in self.store.jobs.values() if job.state in ACTIVE_STATES)
-            queued = any(job.state == "JOB_STATE_QUEUED" for job in self.store.jobs.values())
+            active = sum(1 for job in self.store.jobs.values() if _holds_slot(job))
+            queued = any(_waits_for_quota(job) for job in self.store.jobs.values())
             full = active >= self.config.quota or queued
             if full and self.config.quota_mode is QuotaMode.REJECT:
                 raise ApiError(
@@ -200,8 +202,11 @@ class JobRunner:
                 job_id=job_id,
                 seq=self.store.next_seq(),
                 name=f"{parent}/tuningJobs/{job_id}",
-                state="JOB_STATE_QUEUED" if full else "JOB_STATE_PENDING",
-                tuning_job_state="TUNING_JOB_STATE_WAITING_FOR_QUOTA" if full else None,
+                # Vertex may accept a job over the concurrent-job quota and hold it PENDING with
+                # tuningJobState=TUNING_JOB_STATE_WAITING_FOR_QUOTA instead of answering 429:
+                # https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs#TuningJobState
+                state="JOB_STATE_PENDING",
+                tuning_job_state=WAITING_FOR_QUOTA if full else None,
                 base_model=base_model,
                 training_dataset_uri=training_uri,
                 validation_dataset_uri=validation_uri,
@@ -218,6 +223,23 @@ class JobRunner:
             self.store.save_job(job)
         self._wakeup.set()
         return job
+
+    def _pre_tuned(self, pre_tuned: Any) -> tuple[str, str]:
+        """(base model, adapter dir) of ``preTunedModel {tunedModelName, checkpointId}``."""
+        if not isinstance(pre_tuned, dict) or not isinstance(pre_tuned.get("tunedModelName"), str):
+            raise invalid_argument("preTunedModel.tunedModelName is required.")
+        name = pre_tuned["tunedModelName"]
+        model_id = name.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        with self.store.lock:
+            model = self.store.models.get(model_id)
+            if model is None:
+                raise invalid_argument(f"preTunedModel.tunedModelName {name} is not a tuned model of this server.")
+            checkpoint_id = pre_tuned.get("checkpointId")
+            known = {str(c.get("checkpoint_id")) for c in model.checkpoints}
+            if checkpoint_id is not None and str(checkpoint_id) not in known:
+                raise invalid_argument(f"Checkpoint {checkpoint_id} of {name} does not exist (has {sorted(known)}).")
+            checkpoint = model.checkpoint(None if checkpoint_id is None else str(checkpoint_id))
+            return model.base_model, checkpoint.adapter_dir
 
     def cancel_job(self, job_id: str) -> None:
         """Cancel: QUEUED/PENDING end at once; RUNNING goes CANCELLING and its worker gets SIGTERM."""
@@ -346,16 +368,16 @@ class JobRunner:
     def _schedule_once(self) -> None:
         with self.store.lock:
             jobs = sorted(self.store.jobs.values(), key=lambda job: job.seq)
-            active = sum(1 for job in jobs if job.state in ACTIVE_STATES)
+            active = sum(1 for job in jobs if _holds_slot(job))
             for job in jobs:
-                if job.state == "JOB_STATE_QUEUED" and active < self.config.quota:
+                if (job.state == "JOB_STATE_QUEUED" or _waits_for_quota(job)) and active < self.config.quota:
                     job.state = "JOB_STATE_PENDING"
                     job.tuning_job_state = None
                     job.update_time = now_rfc3339()
                     self.store.save_job(job)
                     active += 1
             for job in jobs:
-                if job.state not in {"JOB_STATE_PENDING", "JOB_STATE_RUNNING"}:
+                if job.state not in {"JOB_STATE_PENDING", "JOB_STATE_RUNNING"} or _waits_for_quota(job):
                     continue
                 thread = self._supervisors.get(job.job_id)
                 if thread is not None and thread.is_alive():
@@ -435,6 +457,9 @@ class JobRunner:
                 batch_size=self.config.batch_size,
                 max_seq_len=self.config.max_seq_len,
                 num_threads=self.config.worker_threads,
+                init_adapter_dir=(
+                    self.store.state_dir / settings.init_adapter_dir if settings.init_adapter_dir else None
+                ),
             )
         except (ImportError, ValueError, OSError, RuntimeError) as error:
             # UnknownLocalModelError / LocalModelUnavailableError / InvalidTrainRequestError
@@ -736,6 +761,19 @@ class _ProgressTail:
             if isinstance(parsed, dict):
                 lines.append(parsed)
         return lines
+
+
+WAITING_FOR_QUOTA = "TUNING_JOB_STATE_WAITING_FOR_QUOTA"
+
+
+def _waits_for_quota(job: StoredJob) -> bool:
+    """Accepted over the quota (``--quota-mode queue``): PENDING and not started yet."""
+    return job.state == "JOB_STATE_PENDING" and job.tuning_job_state == WAITING_FOR_QUOTA
+
+
+def _holds_slot(job: StoredJob) -> bool:
+    """Counts against ``--quota``: an active job that is not itself waiting for a slot."""
+    return job.state in ACTIVE_STATES and not _waits_for_quota(job)
 
 
 def _settings_dict(settings: TrainingSettings) -> JSON:

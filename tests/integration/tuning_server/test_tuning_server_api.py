@@ -145,11 +145,17 @@ def test_reject_mode_refuses_and_queue_mode_queues_then_promotes(tmp_path):
     first = create(queue, dataset="/missing/first.jsonl")[1]
     second = create(queue, dataset="/missing/second.jsonl")[1]
     assert first["state"] == "JOB_STATE_PENDING"
-    assert (second["state"], second["tuningJobState"]) == ("JOB_STATE_QUEUED", "TUNING_JOB_STATE_WAITING_FOR_QUOTA")
+    assert (second["state"], second["tuningJobState"]) == ("JOB_STATE_PENDING", "TUNING_JOB_STATE_WAITING_FOR_QUOTA")
+    third = create(queue, dataset="/missing/third.jsonl")[1]
+    assert third["tuningJobState"] == "TUNING_JOB_STATE_WAITING_FOR_QUOTA"  # behind the second, not ahead
+    queue.runner._schedule_once()
+    held = queue.store.jobs[second["name"].rsplit("/", 1)[-1]]
+    assert (held.state, held.tuning_job_state) == ("JOB_STATE_PENDING", "TUNING_JOB_STATE_WAITING_FOR_QUOTA")
     queue.runner.force_state(first["name"].rsplit("/", 1)[-1], "JOB_STATE_FAILED", {"code": 13, "message": "x"})
     queue.runner._schedule_once()  # what the scheduler thread does on every wake-up
-    job = queue.store.jobs[second["name"].rsplit("/", 1)[-1]]
-    assert job.state != "JOB_STATE_QUEUED"
+    assert held.tuning_job_state != "TUNING_JOB_STATE_WAITING_FOR_QUOTA"  # the slot went to the oldest
+    last = queue.store.jobs[third["name"].rsplit("/", 1)[-1]]
+    assert last.tuning_job_state == "TUNING_JOB_STATE_WAITING_FOR_QUOTA"
     queue.runner.stop()
 
 

@@ -529,3 +529,24 @@ def test_local_base_url_uses_a_fixed_token_and_v1():
 def test_project_and_location_are_required():
     with pytest.raises(InvalidArgumentError):
         VertexTuningBackend("", "us-central1")
+
+
+def test_generate_sends_a_thinking_level_without_a_budget(backend, client):
+    client.script.answers = [generate_response([{"text": "hi"}])]
+    backend.generate("gemini-3-pro-preview", GenerationRequest(contents=[], thinking_budget=None, thinking_level="LOW"))
+    (_, _, _, config) = client.script.calls[0]
+    assert config.thinking_config.thinking_level.value == "LOW"
+    assert config.thinking_config.thinking_budget is None
+
+
+def test_job_from_wire_reads_the_quota_sub_state_and_the_root_base_of_a_continuous_tuning_job():
+    job = job_from_wire(
+        {
+            "name": JOB_NAME,
+            "state": "JOB_STATE_PENDING",
+            "tuningJobState": "TUNING_JOB_STATE_WAITING_FOR_QUOTA",
+            "preTunedModel": {"tunedModelName": "projects/p/locations/l/models/7", "baseModel": "gemini-2.5-pro"},
+        }
+    )
+    assert (job.detail_state, job.base_model) == ("TUNING_JOB_STATE_WAITING_FOR_QUOTA", "gemini-2.5-pro")
+    assert job_from_wire({"name": JOB_NAME, "state": "JOB_STATE_RUNNING"}).detail_state is None

@@ -33,10 +33,10 @@ def test_unconvertible_lines_are_listed_and_exit_1(tmp_path: Path) -> None:
     out = tmp_path / "chat.jsonl"
     result = invoke(str(DATASETS / "openai_chat_6.jsonl"), str(out), "--from", "openai")
     assert result.exit_code == 1
-    assert "2 line(s) could not be converted" in result.stderr
-    assert "line 5: messages[0].content[0]: image URL" in result.stderr
+    # line 5's https image URL is kept (fileUri may be a public HTTP(S) URL); line 6 is empty
+    assert "1 line(s) could not be converted" in result.stderr
     assert "line 6: messages[1] (assistant) is empty" in result.stderr
-    assert len(out.read_bytes().splitlines()) == 4  # the convertible lines are still written
+    assert len(out.read_bytes().splitlines()) == 5  # the convertible lines are still written
 
 
 def test_json_summary(tmp_path: Path) -> None:
@@ -76,3 +76,18 @@ def test_no_temporary_file_is_left_behind(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     invoke(str(DATASETS / "openai_chat_6.jsonl"), str(out), "--from", "openai")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_legacy_separators_and_weight_zero_are_reported(tmp_path: Path) -> None:
+    source = tmp_path / "legacy.jsonl"
+    source.write_text(
+        '{"prompt": "Review: great film\\n\\n###\\n\\n", "completion": " positive END"}\n'
+        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}]}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    result = invoke(str(source), str(out), "--from", "prompt-completion")
+    assert "1 line(s): WARNING: prompt ends with a legacy separator" in result.stderr
+    assert "1 line(s): WARNING: completion ends with a legacy stop sequence" in result.stderr
+    chat = invoke(str(source), str(tmp_path / "chat.jsonl"), "--from", "openai")
+    assert chat.exit_code == 1
+    assert "line 2: messages[1] has weight 0 (not to be trained on)" in chat.stderr

@@ -133,6 +133,37 @@ def test_show_renders_history_validation_and_smoke_test(served):
     assert json.loads(shown.output)["tuning_job"] == "projects/p/locations/l/tuningJobs/9"
 
 
+def test_show_and_api_say_when_a_job_waits_for_quota(served):
+    jobs, _ = served
+    held = _add(
+        jobs,
+        "v1",
+        JobStatus.SUBMITTING,
+        JobStatus.PENDING,
+        tuning_job="projects/p/locations/l/tuningJobs/9",
+        tuning={
+            "state": "JOB_STATE_PENDING",
+            "detail_state": "TUNING_JOB_STATE_WAITING_FOR_QUOTA",
+            "waiting_for_quota": True,
+        },
+    )
+    queued = _add(jobs, "v2", JobStatus.QUEUED)
+    running = _add(
+        jobs,
+        "v3",
+        JobStatus.SUBMITTING,
+        JobStatus.RUNNING,
+        tuning_job="projects/p/locations/l/tuningJobs/8",
+        tuning={"state": "JOB_STATE_RUNNING", "waiting_for_quota": False},
+    )
+    shown = CliRunner().invoke(main, ["jobs", "show", held.id])
+    assert "waiting     for quota (Vertex accepted the job" in shown.output
+    assert "waiting     for quota (not submitted yet" in CliRunner().invoke(main, ["jobs", "show", queued.id]).output
+    assert "waiting" not in CliRunner().invoke(main, ["jobs", "show", running.id]).output
+    as_json = json.loads(CliRunner().invoke(main, ["jobs", "show", held.id, "--json"]).output)
+    assert as_json["tuning"]["waiting_for_quota"] is True
+
+
 def test_show_unknown_and_malformed_ids_fail_cleanly(served):
     missing = CliRunner().invoke(main, ["jobs", "show", "0" * 32])
     assert missing.exit_code == 1
@@ -226,3 +257,45 @@ def test_watch_gives_up_on_a_record_that_never_appears_with_a_clear_message(serv
     assert result.exit_code == 1
     assert "no job record" in result.output and "E_RECORD_NOT_FOUND" in result.output
     assert "Traceback" not in result.output
+
+
+def test_show_renders_the_gate_verdict_per_comparison_and_per_prompt(served):
+    from shared.gate import GateOptions, GateResult, PromptComparison, Verdict, compare
+
+    table = [PromptComparison(i, f"question {i}", 0.9, 0.2) for i in range(4)]
+    comparison = compare("live", "projects/p/locations/l/models/1@1", table, GateOptions(enabled=True))
+    gate = GateResult(Verdict.PROMOTED, comparison.reason, "rougeL", (comparison,)).to_dict()
+    jobs, _ = served
+    rec = _add(jobs, "v1", JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.SUCCEEDED, gate=gate)
+    result = CliRunner().invoke(main, ["jobs", "show", rec.id])
+    assert result.exit_code == 0, result.output
+    assert "Gate: PROMOTED (rougeL)" in result.output
+    assert "vs live  new 0.900 old 0.200 delta +0.700" in result.output
+    assert "4 win(s) 0 loss(es) 0 tie(s) -> PROMOTED" in result.output
+    assert "win  0.900 vs 0.200  'question 0'" in result.output
+    shown = json.loads(CliRunner().invoke(main, ["jobs", "show", rec.id, "--json"]).output)
+    assert shown["gate"]["verdict"] == "PROMOTED"
+    listed = json.loads(CliRunner().invoke(main, ["jobs", "list", "--json"]).output)
+    assert listed[0]["gate"] == "PROMOTED"
+
+
+def test_show_and_costs_give_estimate_vs_actual_per_job_and_per_lineage_month(served):
+    jobs, _ = served
+    estimate = {"billable_tokens": 800_000, "cost_usd": 4.0, "price_as_of": "2025-10-01", "epochs_assumed": False}
+    validation = {"valid": True, "cost": {"estimate": estimate, "within_budget": True, "ledger_key": "faq:2026-03"}}
+    actual = {"actual": {"billable_tokens": 790_000, "cost_usd": 3.95}}
+    rec = _add(jobs, "v1", JobStatus.SUBMITTING, JobStatus.SUCCEEDED, validation=validation, cost=actual)
+    refused = {"valid": False, "cost": {"estimate": {**estimate, "cost_usd": 99.0}, "within_budget": False}}
+    _add(jobs, "v2", JobStatus.REJECTED, validation=refused)
+
+    shown = CliRunner().invoke(main, ["jobs", "show", rec.id])
+    assert (
+        "Cost: estimate 800,000 billable tokens = $4.00 (prices of 2025-10-01); actual 790,000 = $3.95" in shown.output
+    )
+    listed = json.loads(CliRunner().invoke(main, ["jobs", "list", "--json"]).output)
+    by_id = {j["id"]: j for j in listed}
+    assert by_id[rec.id]["cost"]["actual_cost_usd"] == 3.95
+    costs = CliRunner().invoke(main, ["jobs", "costs", "--json"])
+    assert costs.exit_code == 0, costs.output
+    [row] = json.loads(costs.output)
+    assert (row["lineage"], row["jobs"], row["estimated_usd"], row["actual_usd"]) == ("faq", 1, 4.0, 3.95)

@@ -37,7 +37,7 @@ def test_invalid_file_exits_1_and_lists_line_path_code_and_fix() -> None:
     assert "INVALID" in out
     assert "line 10  contents[1].role  E_ROLE_INVALID" in out
     assert "line 22  E_JSON_SYNTAX: invalid JSON at column" in out
-    assert 'fix: Use "model"' in out
+    assert 'fix: Replace "role": "assistant" with "role": "model"' in out
 
 
 def test_json_output_is_exactly_one_object_with_the_contract_keys() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,13 +113,9 @@ def test_openai_image_parts(url: str, part: dict[str, Any]) -> None:
         ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}, "openai", "empty"),
         ({"messages": [{"role": "narrator", "content": "q"}]}, "openai", "unknown role"),
         (
-            {
-                "messages": [
-                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
-                ]
-            },
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]},
             "openai",
-            "not gs://",
+            "neither gs://",
         ),
         ({"messages": [{"role": "tool", "content": "{}"}]}, "openai", "no known tool call"),
         (
@@ -142,7 +139,7 @@ def test_unconvertible_examples_say_why(obj: Any, fmt: str, reason: str) -> None
 @pytest.mark.parametrize(
     ("fixture", "fmt", "converted", "failed_lines"),
     [
-        ("openai_chat_6.jsonl", "openai", 4, [5, 6]),
+        ("openai_chat_6.jsonl", "openai", 5, [6]),
         ("prompt_completion_6.jsonl", "prompt-completion", 5, [6]),
         ("input_output_5.jsonl", "input-output", 5, []),
     ],
@@ -198,3 +195,104 @@ def test_conversion_reads_chunked_streams_and_iterables() -> None:
         result = convert_stream(source, sink, "prompt-completion")
         assert result.converted == 50
         assert json.loads(sink.getvalue().splitlines()[49])["contents"][1]["parts"][0]["text"] == "a49"
+
+
+# --- issue 15: convert output passes the documented rules ------------------------------------------
+
+
+def test_openai_tools_become_declarations_that_pass_the_function_declaration_rules() -> None:
+    obj = {
+        "messages": [
+            {"role": "user", "content": "Time in Paris?"},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "get_time", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": '{"time": "10:00"}'},
+            {"role": "assistant", "content": "It is 10:00."},
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_time",
+                    "strict": True,
+                    "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+                },
+            },
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {
+                        "$schema": "http://json-schema.org/draft-07/schema#",
+                        "type": "object",
+                        "properties": {"city": {"type": ["string", "null"]}, "unit": {"const": "C"}},
+                        "required": ["city"],
+                    },
+                },
+            },
+        ],
+    }
+    example, notes = convert_example(obj, "openai")
+    declarations = example["tools"][0]["functionDeclarations"]
+    assert declarations[0] == {"name": "get_time"}  # empty object schema dropped: no arguments
+    weather = declarations[1]["parameters"]
+    assert "$schema" not in weather and weather["properties"]["city"] == {"type": "string", "nullable": True}
+    assert weather["properties"]["unit"] == {"enum": ["C"]}
+    assert {"tool_keys_dropped", "empty_parameters_dropped"} <= set(notes)
+    report = validate_stream(io.BytesIO(json.dumps(example).encode() + b"\n"), ValidationOptions(role="validation"))
+    assert report.valid and not report.issues, report.issues
+
+
+def test_a_weight_zero_message_is_never_silently_trained_on() -> None:
+    obj = {
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "bad answer", "weight": 0},
+            {"role": "user", "content": "again"},
+            {"role": "assistant", "content": "good answer", "weight": 1},
+        ]
+    }
+    with pytest.raises(ConversionError) as caught:
+        convert_example(obj, "openai")
+    assert "messages[1] has weight 0" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("prompt", "completion", "expected"),
+    [
+        ("Classify: great movie\n\n###\n\n", " positive\n", {"legacy_separator_kept", "stop_sequence_kept"}),
+        ("Translate: cat ->", " chat END", {"legacy_separator_kept", "stop_sequence_kept"}),
+        ("Translate: cat", "chat", set()),
+    ],
+)
+def test_legacy_separators_and_stop_words_are_kept_and_warned_about(
+    prompt: str, completion: str, expected: set[str]
+) -> None:
+    example, notes = convert_example({"prompt": prompt, "completion": completion}, "prompt-completion")
+    assert example["contents"][0]["parts"][0]["text"] == prompt  # kept: the user's data decides
+    assert set(notes) == expected
+
+
+def test_gemini_lines_with_assistant_role_are_fixed_by_convert() -> None:
+    line = {"contents": [{"role": "user", "parts": [{"text": "q"}]}, {"role": "Assistant", "parts": [{"text": "a"}]}]}
+    example, notes = convert_example(line, "openai")
+    assert example["contents"][1]["role"] == "model" and notes == ["roles_renamed"]
+
+
+def test_https_image_urls_are_kept_as_file_data() -> None:
+    obj = {
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.jpg?x=1"}}]},
+            {"role": "assistant", "content": "A cat."},
+        ]
+    }
+    example, _ = convert_example(obj, "openai")
+    assert example["contents"][0]["parts"] == [
+        {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/a.jpg?x=1"}}
+    ]
+
+
+def test_the_gemini_1_0_messages_format_converts_to_a_valid_file() -> None:
+    source = (Path(__file__).parent / "fixtures" / "rules" / "gemini_1_0_messages.jsonl").read_bytes()
+    result, examples = convert_lines(source, "openai")
+    assert result.ok and result.converted == 2
+    assert [turn["role"] for turn in examples[0]["contents"]] == ["user", "model"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
 
 import pytest
 
+from shared.validation import ValidationOptions, validate_stream
 from shared.validation.codes import CODES, FILE_LEVEL_CODES, severity_of
 from shared.validation.formats import convert_command, detect_foreign_format, suggested_output_name
 from shared.validation.limits import (
@@ -13,6 +16,7 @@ from shared.validation.limits import (
     MODEL_LIMITS,
     estimate_text_tokens,
     media_kind,
+    media_tokens,
     normalize_model_name,
     resolve_limits,
 )
@@ -37,6 +41,8 @@ def test_the_issue_names_from_the_interface_exist() -> None:
 
 def test_the_table_has_the_supported_models() -> None:
     assert set(MODEL_LIMITS) == {
+        "gemini-3.5-flash",
+        "gemini-3.5-flash-lite",
         "gemini-2.5-flash",
         "gemini-2.5-flash-lite",
         "gemini-2.5-pro",
@@ -46,7 +52,8 @@ def test_the_table_has_the_supported_models() -> None:
     flash = MODEL_LIMITS["gemini-2.5-flash"]
     assert flash.max_tokens_per_example == 131_072
     assert flash.max_validation_examples == 5_000
-    assert flash.min_examples == 16 and flash.recommended_min_examples == 100
+    # no documented minimum any more (the 16 was the retired 1.0/1.5 page): only the recommendation
+    assert flash.min_examples == 0 and flash.recommended_min_examples == 100
     assert flash.max_training_examples_text == 1_000_000 and flash.max_training_examples_multimodal == 300_000
     assert flash.adapter_sizes == (1, 2, 4, 8, 16)
     assert MODEL_LIMITS["gemini-2.5-pro"].adapter_sizes == (1, 2, 4, 8)
@@ -113,3 +120,37 @@ def test_convert_command_is_copy_pasteable() -> None:
     )
     assert suggested_output_name("gs://bucket/datasets/faq/v1.jsonl") == "v1.gemini.jsonl"
     assert suggested_output_name(None) == "converted.gemini.jsonl"
+
+
+# --- issue 15: media token estimates follow the documented figures ------------------------------
+
+
+def test_media_token_estimates_follow_the_documented_figures_per_family_and_resolution() -> None:
+    assert media_tokens("image", "gemini-2", None) == 258
+    assert media_tokens("image", "gemini-2", "MEDIA_RESOLUTION_LOW") == 64
+    assert media_tokens("video", "gemini-2", None) == 263 * 60  # one minute assumed
+    assert media_tokens("audio", "gemini-2", None) == 32 * 60
+    assert media_tokens("image", "gemini-3", None) == 1120
+    assert media_tokens("image", "gemini-3", "MEDIA_RESOLUTION_MEDIUM") == 560
+    assert media_tokens("image", "gemini-3", "MEDIA_RESOLUTION_LOW") == 280
+    assert media_tokens("video", "gemini-3", None) == (70 + 32) * 60
+    assert media_tokens("document", "gemini-3", None) == 560 * 10
+
+
+def test_an_example_s_media_resolution_changes_its_token_estimate() -> None:
+    def tokens(config: dict[str, str] | None, model: str) -> int:
+        example: dict[str, object] = {
+            "contents": [
+                {"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": "gs://b/a.png"}}]},
+                {"role": "model", "parts": [{"text": "abcd"}]},
+            ]
+        }
+        if config:
+            example["generationConfig"] = config
+        data = json.dumps(example).encode() + b"\n"
+        report = validate_stream(io.BytesIO(data), ValidationOptions(role="validation", base_model=model))
+        return report.stats.input_tokens.total
+
+    assert tokens(None, "gemini-2.5-flash") == 258
+    assert tokens({"mediaResolution": "MEDIA_RESOLUTION_LOW"}, "gemini-2.5-flash") == 64
+    assert tokens(None, "gemini-3.5-flash") == 1120

@@ -105,7 +105,8 @@ def test_a_mostly_gemini_file_gets_line_level_foreign_errors() -> None:
 @pytest.mark.parametrize(
     ("count", "role", "expected"),
     [
-        (15, "training", {"E_TOO_FEW_EXAMPLES"}),
+        (1, "training", {"W_FEW_EXAMPLES"}),
+        (15, "training", {"W_FEW_EXAMPLES"}),
         (16, "training", {"W_FEW_EXAMPLES"}),
         (99, "training", {"W_FEW_EXAMPLES"}),
         (100, "training", set()),

@@ -12,6 +12,7 @@ from validation_helpers import good
 
 from shared.validation import ValidationOptions, validate_stream
 from shared.validation.codes import CODES, FILE_LEVEL_CODES
+from shared.validation.validator import _Validator
 
 FILE_LEVEL_ON_LINE_ONE = {"E_NOT_UTF8", "E_JSON_SYNTAX"}  # the whole-file verdicts on binary / pretty JSON
 
@@ -104,3 +105,68 @@ def test_crlf_adds_only_the_crlf_warning(lines: list[dict[str, Any]]) -> None:
     assert windows.error_counts.pop("W_CRLF_LINE_ENDINGS") == 1
     assert windows.error_counts == plain.error_counts
     assert windows.valid == plain.valid
+
+
+# --- the fast path and the full (slow) path agree, on invalid input too --------------------------
+
+# Text-shaped lines near the fast path's boundary: each may break exactly one of its assumptions
+# (odd turn count, a wrong or missing role, blank text, an extra key, a non-text part, a bad
+# systemInstruction), so the fast path must hand precisely the bad lines to the slow path.
+near_texts = st.sampled_from(["hi", "", " ", "\t\n", "x" * 40, "\u00a0", "ok!"]) | st.text(max_size=6)
+near_roles = st.sampled_from(["user", "model", "user", "model", "assistant", "User", None])
+near_parts = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"text": near_texts}),
+        st.fixed_dictionaries({"text": near_texts, "thought": st.booleans()}),
+        st.just({"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/a.png"}}),
+        st.just({"text": 7}),
+    ),
+    min_size=0,
+    max_size=3,
+)
+near_turns = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"role": near_roles, "parts": near_parts}),
+        st.fixed_dictionaries({"parts": near_parts}),
+        st.fixed_dictionaries({"role": near_roles, "parts": near_parts, "extra": st.just(1)}),
+    ),
+    min_size=0,
+    max_size=4,
+)
+near_examples = st.fixed_dictionaries(
+    {"contents": near_turns},
+    optional={
+        "systemInstruction": st.one_of(
+            st.fixed_dictionaries({"parts": st.lists(st.fixed_dictionaries({"text": near_texts}), max_size=2)}),
+            st.fixed_dictionaries({"role": st.just("system"), "parts": near_parts}),
+            st.just("be brief"),
+        ),
+        "generationConfig": st.sampled_from([{"mediaResolution": "MEDIA_RESOLUTION_LOW"}, {}, []]),
+    },
+)
+
+
+def _both_paths(data: bytes) -> tuple[Any, Any]:
+    options = ValidationOptions(role="validation", max_errors=10_000)
+    fast = _Validator(options, force_slow_path=False).run(io.BytesIO(data), None)
+    slow = _Validator(options, force_slow_path=True).run(io.BytesIO(data), None)
+    return fast, slow
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(near_examples, min_size=1, max_size=8))
+def test_fast_and_full_path_agree_on_near_valid_and_invalid_lines(lines: list[dict[str, Any]]) -> None:
+    data = b"".join(json.dumps(line).encode() + b"\n" for line in [good(0), *lines])
+    fast, slow = _both_paths(data)
+    assert fast.valid == slow.valid
+    assert fast.error_counts == slow.error_counts
+    assert fast.issues == slow.issues
+    assert fast.stats.to_dict() == slow.stats.to_dict()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(examples | json_values, min_size=1, max_size=5))
+def test_fast_and_full_path_agree_on_random_example_shaped_json(lines: list[Any]) -> None:
+    data = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    fast, slow = _both_paths(data)
+    assert (fast.valid, fast.error_counts, fast.issues) == (slow.valid, slow.error_counts, slow.issues)

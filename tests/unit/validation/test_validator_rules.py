@@ -116,8 +116,8 @@ CASES = [
         "contents[0].parts[0].fileData",
     ),
     Case(
-        "fileData https uri",
-        part_line({"fileData": {"mimeType": "image/png", "fileUri": "https://x/y.png"}}),
+        "fileData ftp uri",
+        part_line({"fileData": {"mimeType": "image/png", "fileUri": "ftp://x/y.png"}}),
         "E_FILE_URI_INVALID",
         "contents[0].parts[0].fileData.fileUri",
     ),
