@@ -81,7 +81,7 @@ from shared.ports import (
     SpendLedger,
     TuningBackend,
 )
-from shared.record_parts import CleanupRecord, SmokeTestRecord, TuningView, part_dict
+from shared.record_parts import CleanupRecord, GateRecord, SmokeProgress, SmokeTestRecord, TuningView, part_dict
 from shared.records import JSON, JobRecord, to_rfc3339
 from shared.report_chart import build_rouge_figure, render_png
 from shared.retry import RetryPolicy, Sleep
@@ -395,8 +395,8 @@ def _smoke_test_under_claim(
         ctx.after_step(CompletionStep.RECORDED)
         return bool(previous.passed)
 
-    progress = record.smoke_progress or {}
-    earlier = progress.get("calls") if progress.get("event_id") == ctx.message.event_id else None
+    progress = record.smoke_progress
+    earlier = progress.calls if progress and progress.event_id == ctx.message.event_id else None
     result = run_smoke_test(
         record,
         options=options,
@@ -417,7 +417,7 @@ def _smoke_test_under_claim(
     data = _smoke_event_data(record, result, report_uri, chart_uri)
     event_type = EventType.SMOKE_TEST_PASSED if result.passed else EventType.SMOKE_TEST_FAILED
     event_id = f"{record.id}:smoke_test"
-    gate_field: JSON | None = None
+    gate_field: GateRecord | None = None
     gate_event: tuple[EventType, JSON] | None = None
     if gate.enabled:
         gate_field, gate_event = _run_gate(ctx, record, result, options, gate, tested_at)
@@ -460,9 +460,9 @@ def _keep_progress(ctx: _Context, job_id: str, result: SmokeTestResult) -> None:
     progress: JSON = {**result.progress(), "event_id": ctx.message.event_id, "saved_at": to_rfc3339(saved_at)}
 
     def mutate(current: JobRecord) -> JobRecord | None:
-        if (current.smoke_test or {}).get("event_id") == ctx.message.event_id:
+        if current.smoke_test and current.smoke_test.event_id == ctx.message.event_id:
             return None  # someone finished it meanwhile
-        return current.with_changes(saved_at, smoke_progress=progress)
+        return current.with_changes(saved_at, smoke_progress=SmokeProgress.from_dict(progress))
 
     ctx.jobs.update(job_id, mutate)
     remaining = max(0.0, ctx.deadline - ctx.monotonic())
@@ -484,7 +484,7 @@ def _run_gate(
     options: SmokeTestOptions,
     gate: GateOptions,
     tested_at: datetime,
-) -> tuple[JSON, tuple[EventType, JSON]]:
+) -> tuple[GateRecord, tuple[EventType, JSON]]:
     """Run the quality gate (:mod:`shared.gate`), write ``gate.json``; return the field and the event."""
     live = find_live(iter_lineage_candidates(ctx.jobs, record.lineage), exclude=record.id)
     result = run_gate(
@@ -511,7 +511,10 @@ def _run_gate(
         report_uri = None
     field_value["report_uri"] = report_uri
     log_event("INFO", "gate decided", job_id=record.id, lineage=record.lineage, verdict=result.verdict.value)
-    return field_value, (GATE_EVENT_FOR_VERDICT[result.verdict], gate_event_data(record, result, report_uri))
+    return GateRecord.from_dict(field_value), (
+        GATE_EVENT_FOR_VERDICT[result.verdict],
+        gate_event_data(record, result, report_uri),
+    )
 
 
 def _reports_folder(ctx: _Context, record: JobRecord) -> str:

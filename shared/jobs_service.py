@@ -12,12 +12,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.budget import cost_summary
+from shared.budget import job_cost_summary
 from shared.errors import InvalidParameterError, JobNotCancellableError, RecordNotFoundError
 from shared.events import EventType, job_event_data
 from shared.outbox import stage_event
 from shared.ports import Clock, JobPage, JobQuery, JobStore, TuningBackend
-from shared.record_parts import CancelRequest, TuningView, part_dict
+from shared.record_parts import CancelRequest, TuningView
 from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
 from shared.states import JobStatus
 
@@ -169,8 +169,8 @@ def summarize(record: JobRecord) -> JSON:
         "tuning_job": record.tuning_job,
         "tuned_model": view.tuned_model,
         "smoke_test": None if not smoke or not smoke.to_dict() else ("passed" if smoke.passed else "failed"),
-        "gate": (record.gate or {}).get("verdict"),
-        "cost": cost_summary(part_dict(record.validation), record.cost),
+        "gate": record.gate.verdict if record.gate else None,
+        "cost": job_cost_summary(record),
         "created_at": to_rfc3339(record.created_at),
         "updated_at": to_rfc3339(record.updated_at),
     }

@@ -238,7 +238,8 @@ def waiting_for_quota(record: JobRecord) -> bool:
 
     >>> from shared.records import DatasetRef, new_record, utcnow
     >>> rec = new_record(DatasetRef("b", "datasets/faq/v1.jsonl", 7, "faq"), utcnow())
-    >>> waiting_for_quota(rec.with_changes(utcnow(), status=JobStatus.PENDING, tuning=TuningView(waiting_for_quota=True)))
+    >>> view = TuningView(waiting_for_quota=True)
+    >>> waiting_for_quota(rec.with_changes(utcnow(), status=JobStatus.PENDING, tuning=view))
     True
     """
     if record.status is JobStatus.QUEUED:

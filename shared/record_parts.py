@@ -1,4 +1,4 @@
-"""The typed parts of a job record: validation, config, tuning view, error, smoke test, cleanup, cancel.
+"""The typed parts of a job record: validation, config, tuning view, error, smoke test, cleanup, gate, cost, cancel.
 
 Each part is a frozen dataclass with ``to_dict``/``from_dict``; :class:`~shared.records.JobRecord`
 holds them and stores/prints their dicts, whose shape is exactly the one the jobs API
@@ -127,6 +127,8 @@ class Validation(Part):
     """``uri``, ``object``, ``generation``, ``valid``, ``example_count``, ``error_counts``, ``issues``, ``stats``."""
     missing_validation_set: Any = None
     config_errors: list[Any] = field(default_factory=list)
+    cost: JSON | None = None
+    """The budget check (``estimate``, ``within_budget``, ``ledger_key``, ...; :mod:`shared.budget`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,6 +236,48 @@ class CleanupRecord(Part):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SmokeProgress(Part):
+    """``record.smoke_progress``: smoke-test calls an invocation made before its time ran out.
+
+    Written by ``shared.completion`` (``SmokeTestResult.progress`` plus who saved it), cleared
+    (``null``) once the smoke test is recorded.
+    """
+
+    calls: list[Any] = field(default_factory=list)
+    """``shared.smoke_test.call_record`` dicts, each with its ``key``."""
+    done: int | None = None
+    total: int | None = None
+    event_id: str | None = None
+    """The completion event whose redelivery may reuse these calls."""
+    saved_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateRecord(Part):
+    """``record.gate``: the quality gate's verdict (``GateResult.to_dict`` plus options, time, report)."""
+
+    verdict: str | None = None
+    """``PROMOTED``, ``HELD`` or ``REJECTED`` (:class:`shared.gate.Verdict`)."""
+    reason: str | None = None
+    metric: str | None = None
+    comparisons: list[Any] = field(default_factory=list)
+    """``Comparison.to_dict`` each (scores, interval, per-prompt table)."""
+    notes: list[Any] = field(default_factory=list)
+    live_before: str | None = None
+    options: JSON | None = None
+    decided_at: str | None = None
+    report_uri: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostRecord(Part):
+    """``record.cost``: what the job actually cost (the estimate is ``record.validation.cost``)."""
+
+    actual: JSON | None = None
+    """``billable_tokens``, ``cost_usd``, ``recorded_at``, ... (:func:`shared.budget.actual_cost`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class CancelRequest(Part):
     """``record.cancel_request``: who asked to cancel, and when (RFC 3339)."""
 
@@ -248,6 +292,9 @@ PARTS: tuple[type[Part], ...] = (
     RecordError,
     SmokeTestRecord,
     CleanupRecord,
+    SmokeProgress,
+    GateRecord,
+    CostRecord,
     CancelRequest,
 )
 """Every part class (the round-trip tests walk it)."""

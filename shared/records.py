@@ -2,7 +2,7 @@
 
 A record is a plain dataclass that serialises to a JSON-compatible dict (Firestore stores the
 dict; the jobs API and ``sftpilot jobs show --json`` print it). Its parts (validation, config,
-tuning view, error, smoke test, cleanup, cancel request) are the typed dataclasses of
+tuning view, error, smoke test, smoke-test progress, cleanup, gate, cost, cancel request) are the typed dataclasses of
 :mod:`shared.record_parts`; a part given as a plain dict is read with its ``from_dict``. Timestamps are timezone-aware
 UTC datetimes in Python and RFC 3339 strings on the wire.
 
@@ -23,9 +23,12 @@ from typing import Any
 from shared.record_parts import (
     CancelRequest,
     CleanupRecord,
+    CostRecord,
+    GateRecord,
     Part,
     RecordError,
     ResolvedConfig,
+    SmokeProgress,
     SmokeTestRecord,
     TuningView,
     Validation,
@@ -161,12 +164,12 @@ class JobRecord:
     outbox: tuple[OutboxEntry, ...] = ()
     stalled_notified: bool = False
     smoke_test: SmokeTestRecord | None = None
-    smoke_progress: JSON | None = None
+    smoke_progress: SmokeProgress | None = None
     """Smoke-test calls done by an invocation that ran out of time (see shared.completion)."""
     cleanup: CleanupRecord | None = None
-    gate: JSON | None = None
+    gate: GateRecord | None = None
     """The quality gate's verdict, per-comparison scores and per-prompt table (:mod:`shared.gate`)."""
-    cost: JSON | None = None
+    cost: CostRecord | None = None
     """Actual billable tokens and cost after the job (the estimate is ``validation.cost``)."""
     cancel_request: CancelRequest | None = None
     queue_position: str = ""
@@ -259,10 +262,10 @@ class JobRecord:
             "pending_outbox": self.has_pending_outbox,
             "stalled_notified": self.stalled_notified,
             "smoke_test": part_dict(self.smoke_test),
-            "smoke_progress": self.smoke_progress,
+            "smoke_progress": part_dict(self.smoke_progress),
             "cleanup": part_dict(self.cleanup),
-            "gate": self.gate,
-            "cost": self.cost,
+            "gate": part_dict(self.gate),
+            "cost": part_dict(self.cost),
             "cancel_request": part_dict(self.cancel_request),
             "queue_position": self.queue_position,
         }
@@ -313,10 +316,10 @@ class JobRecord:
             ),
             stalled_notified=bool(data.get("stalled_notified", False)),
             smoke_test=load_part(SmokeTestRecord, data.get("smoke_test")),
-            smoke_progress=data.get("smoke_progress"),
+            smoke_progress=load_part(SmokeProgress, data.get("smoke_progress")),
             cleanup=load_part(CleanupRecord, data.get("cleanup")),
-            gate=data.get("gate"),
-            cost=data.get("cost"),
+            gate=load_part(GateRecord, data.get("gate")),
+            cost=load_part(CostRecord, data.get("cost")),
             cancel_request=load_part(CancelRequest, data.get("cancel_request")),
             queue_position=data.get("queue_position", ""),
         )
@@ -328,7 +331,10 @@ _PART_FIELDS: dict[str, type[Part]] = {
     "tuning": TuningView,
     "error": RecordError,
     "smoke_test": SmokeTestRecord,
+    "smoke_progress": SmokeProgress,
     "cleanup": CleanupRecord,
+    "gate": GateRecord,
+    "cost": CostRecord,
     "cancel_request": CancelRequest,
 }
 """The record's typed parts by field name (also the JSON key)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.local.stack import DEFAULT_MODEL_MAP, LocalStack, StackComponents
-from shared.budget import cost_line, cost_summary
+from shared.budget import cost_line, job_cost_summary
 from shared.cli.jobs_cmd import cleanup_summary, training_progress
 from shared.errors import NotFoundError, SftpilotError
 from shared.ports import JobQuery
@@ -165,7 +165,7 @@ def describe(record: JobRecord) -> str:
     if smoke:
         parts.append("smoke test " + ("PASSED" if smoke.passed else "FAILED"))
     if record.gate:
-        parts.append(f"gate {record.gate.get('verdict')}")
+        parts.append(f"gate {record.gate.verdict}")
     if record.cleanup:
         parts.append("cleanup: " + cleanup_summary(record.cleanup))
     return "  ".join(parts)
@@ -181,7 +181,7 @@ def _finished(record: JobRecord) -> bool:
     smoke = record.smoke_test
     if not smoke:
         return False
-    if (record.gate or {}).get("verdict") in ("HELD", "REJECTED"):
+    if record.gate and record.gate.verdict in ("HELD", "REJECTED"):
         return not record.has_pending_outbox  # no promotion: no cleanup to wait for
     if smoke.passed and record.dataset.name.endswith("/v2.jsonl"):
         return bool(record.cleanup)
@@ -424,7 +424,7 @@ def summary(result: DemoResult) -> list[str]:
     for name, record in sorted(result.records.items()):
         smoke = record.smoke_test
         verdict = "-" if not smoke else ("passed" if smoke.passed else "failed")
-        gate = str((record.gate or {}).get("verdict") or "-")
+        gate = str((record.gate.verdict if record.gate else None) or "-")
         model = (record.tuning.tuned_model if record.tuning else None) or "-"
         if model in result.retired_models:
             model += " (retired)"
@@ -433,7 +433,7 @@ def summary(result: DemoResult) -> list[str]:
     out = ["", "summary:"]
     out += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     for name, record in sorted(result.records.items()):
-        if cost := cost_summary(part_dict(record.validation), record.cost):
+        if cost := job_cost_summary(record):
             out.append(f"  cost {_short(name):<24} {cost_line(cost)}")
     types = sorted({event["attributes"].get("type", "?") for event in result.events})
     out.append(f"  events seen: {len(result.events)} ({', '.join(types)})")

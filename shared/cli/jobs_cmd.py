@@ -322,7 +322,8 @@ def format_record(record: dict[str, Any]) -> str:
             lines.append(f"  report      {smoke['report_uri']}")
         if smoke.get("chart_uri"):
             lines.append(f"  chart       {smoke['chart_uri']}")
-    if summary := cost_summary(record.get("validation"), record.get("cost")):
+    # The API's JSON: the intake's check is validation.cost, the actual is cost.actual.
+    if summary := cost_summary((record.get("validation") or {}).get("cost"), (record.get("cost") or {}).get("actual")):
         lines.append(f"Cost: {cost_line(summary)}")
     if record.get("gate"):
         lines.extend(gate_lines(record["gate"]))

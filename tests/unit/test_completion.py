@@ -457,8 +457,8 @@ def test_a_smoke_test_that_runs_out_of_time_keeps_its_calls_and_the_redelivery_c
     paused = pipe.record(rec.id)
     assert paused.smoke_test is None and pipe.events("smoke_test.passed") == []
     assert paused.smoke_progress is not None
-    assert paused.smoke_progress["event_id"] == message.event_id
-    assert [c["key"] for c in paused.smoke_progress["calls"]] == [f"tuned#{n}" for n in range(4)]
+    assert paused.smoke_progress.event_id == message.event_id
+    assert [c["key"] for c in paused.smoke_progress.calls] == [f"tuned#{n}" for n in range(4)]
     assert pipe.jobs.effect(f"{message.event_id}:smoke_test") is None  # released: redeliver at once
 
     outcome = pipe.complete(message, "fn-2", monotonic=slow)
@@ -466,7 +466,7 @@ def test_a_smoke_test_that_runs_out_of_time_keeps_its_calls_and_the_redelivery_c
     assert slow.calls == [f"question {n}?" for n in range(5)]  # every prompt sent exactly once
     done = pipe.record(rec.id)
     assert done.smoke_progress is None
-    assert done.smoke_test is not None and len(done.smoke_test["prompts"]) == 5
+    assert done.smoke_test is not None and len(done.smoke_test.prompts or []) == 5
     assert [e.event_id for e in pipe.events("smoke_test.passed")] == [f"{rec.id}:smoke_test"]
 
 
@@ -475,7 +475,7 @@ def test_each_invocation_makes_at_least_one_call_even_when_a_call_cannot_fit(pip
     slow = SlowEndpoint(pipe, seconds=600)  # every call alone outlasts the budget
     with pytest.raises(SmokeTestDeadlineError):
         pipe.complete(message, "fn-1", monotonic=slow)
-    assert pipe.record(rec.id).smoke_progress["done"] == 1
+    assert pipe.record(rec.id).smoke_progress.done == 1
     assert pipe.complete(message, "fn-2", monotonic=slow).smoke_test_passed is True
     assert slow.calls == ["a", "b"]
 

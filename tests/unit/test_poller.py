@@ -480,8 +480,8 @@ def test_a_job_vertex_holds_for_quota_shows_it_and_is_not_stalled():
         w.poll()
     stored = w.record(rec.id)
     assert stored.status is JobStatus.PENDING
-    assert stored.tuning is not None and stored.tuning["waiting_for_quota"] is True
-    assert stored.tuning["detail_state"] == WAITING_FOR_QUOTA
+    assert stored.tuning is not None and stored.tuning.waiting_for_quota is True
+    assert stored.tuning.detail_state == WAITING_FOR_QUOTA
     assert waiting_for_quota(stored)
     assert w.publisher.of_type("job.stalled") == []
 
@@ -491,7 +491,7 @@ def test_a_job_vertex_holds_for_quota_shows_it_and_is_not_stalled():
     w.poll()
     stored = w.record(rec.id)
     assert stored.status is JobStatus.RUNNING and not waiting_for_quota(stored)
-    assert stored.tuning is not None and stored.tuning["waiting_for_quota"] is False
+    assert stored.tuning is not None and stored.tuning.waiting_for_quota is False
 
 
 def test_the_stall_clock_of_a_pending_job_starts_when_its_quota_wait_ends():

@@ -78,10 +78,13 @@ def test_sparse_keys_are_absent_until_set_and_plain_keys_are_always_written() ->
 
 
 def test_records_written_by_the_current_version_load_and_reserialise_identically() -> None:
-    """The fixture was written by main's code paths before the parts were typed (intake, poller,
-    completion with smoke test/cleanup/dry run/skip, a failed job, a user cancel, a rejection)."""
+    """The fixture was written by main's code paths before the parts were typed: intake, poller,
+    completion with smoke test/cleanup/dry run/skip, a failed job, a user cancel, a rejection (the
+    first nine, re-serialised by main's JobRecord after it gained ``smoke_progress``/``gate``/``cost``),
+    then main's gate (promoted, rejected, retired), budget (estimate, over budget, actual cost),
+    paused smoke test, quota wait, metric curves and continuous tuning (``pre_tuned_model``)."""
     stored = json.loads(FIXTURE.read_text())
-    assert {r["status"] for r in stored} >= {"SUCCEEDED", "FAILED", "CANCELLING", "PENDING", "REJECTED"}
+    assert {r["status"] for r in stored} >= {"SUCCEEDED", "FAILED", "CANCELLING", "PENDING", "REJECTED", "RUNNING"}
     for data in stored:
         record = JobRecord.from_dict(data)
         again = record.to_dict()
@@ -93,5 +96,23 @@ def test_the_fixture_exercises_every_part() -> None:
     stored = json.loads(FIXTURE.read_text())
     for name in ("validation", "config", "tuning", "error", "smoke_test", "cleanup", "cancel_request"):
         assert any(r[name] for r in stored), name
+    for name in ("smoke_progress", "gate", "cost"):
+        assert any(r[name] for r in stored), name
+    assert {(r["gate"] or {}).get("verdict") for r in stored} >= {"PROMOTED", "REJECTED"}
+    assert any("pre_tuned_model" in (r["config"] or {}) for r in stored)
+    assert any((r["validation"] or {}).get("cost") for r in stored)
+    tuning_keys = {key for r in stored for key in (r["tuning"] or {})}
+    assert tuning_keys >= {"base_model", "detail_state", "waiting_for_quota", "quota_wait_ended_at", "curves"}
     assert any("skipped" in (r["smoke_test"] or {}) for r in stored)
     assert any("retirement" in (r["cleanup"] or {}) for r in stored)
+
+
+def test_every_key_main_writes_is_a_typed_field() -> None:
+    """Nothing main's writers store ends up in ``extra``: each key has a field of its part."""
+    for data in json.loads(FIXTURE.read_text()):
+        record = JobRecord.from_dict(data)
+        for name in ("validation", "config", "tuning", "error", "smoke_test", "smoke_progress", "cleanup"):
+            part = getattr(record, name)
+            assert part is None or dict(part.extra) == {}, (name, dict(part.extra))
+        for part in (record.gate, record.cost, record.cancel_request):
+            assert part is None or dict(part.extra) == {}, dict(part.extra)
