@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared functions deploy tests bench
 	$(BIN)/ruff format --check shared functions deploy tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The dashboard's browser test drives Debian's chromium (never `playwright install`): install it
 # with apt-get when missing (as root, or through passwordless sudo); otherwise that test skips.

@@ -26,10 +26,11 @@ from typing import Any
 
 from shared import logs
 from shared.adapters.fakes import FakeJobStore, FakePublisher, FakeTuningBackend
-from shared.poller import PollOptions, run_poll, tuning_view
+from shared.poller import PollOptions, run_poll
 from shared.ports import TuningJobSpec
 from shared.records import DatasetRef, new_record
 from shared.states import JobStatus, TuningState
+from shared.tuning_view import tuning_view
 
 TARGET_SECONDS = 5.0
 

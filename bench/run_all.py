@@ -4,6 +4,7 @@
 * poller scale (1,000 active jobs, 50 ms tuning latency) - ``bench.poller_bench``
 * local end-to-end latencies on the real local stack - ``bench.e2e_bench``
 * local trainer vs Hugging Face TRL on SmolLM2 - ``bench.trainer_bench``
+* cold start of each deployed entry point vs a bare function - ``bench.cold_start``
 
 Usage: ``make bench`` or ``python -m bench.run_all [--validator-mb 1024] [--only validator poller]``.
 Timing claims live here, never in tests; the machine is shared, so compare medians and ratios.
@@ -41,6 +42,12 @@ def _e2e(args: argparse.Namespace) -> dict[str, Any]:
     return e2e_bench.run()
 
 
+def _cold_start(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import cold_start
+
+    return cold_start.run()
+
+
 def _trainer(args: argparse.Namespace) -> dict[str, Any]:
     from bench import trainer_bench
 
@@ -53,6 +60,7 @@ BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "poller": _poller,
     "e2e": _e2e,
     "trainer": _trainer,
+    "cold_start": _cold_start,
 }
 
 

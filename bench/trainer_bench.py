@@ -140,7 +140,8 @@ def _run_child(engine: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
 
 
 def _child_sftpilot(spec: dict[str, Any]) -> dict[str, Any]:
-    from deploy.local.trainer.api import StepMetrics, TrainRequest, train
+    from deploy.local.trainer.spec import StepMetrics, TrainRequest
+    from deploy.local.trainer.training import train
 
     stamps: list[float] = []
     losses: list[float] = []

@@ -14,6 +14,27 @@ work. Retryable errors propagate after a few attempts (the caller releases its c
 event is redelivered); other errors are recorded as a failed step and the next model is tried.
 ``dry_run`` reads the model but changes nothing and records what would have been done.
 
+Long-running operations. Undeploy, endpoint delete and model delete answer with a
+google.longrunning Operation that can run for minutes
+(https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.endpoints/undeployModel,
+https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.models/delete).
+One retry layer: every backend call is one attempt of :func:`shared.retry.call_with_retries`
+(the adapter does not retry these), so a failed send is sent again and a failed poll polls
+again, but a mutation whose operation was started is never sent again. A pass polls each
+operation ``OperationWait.polls`` times; an operation still running then leaves its step
+``pending`` with the operation's name on the retired job's record (``cleanup.retirement``),
+the model is not recorded as deleted (no ``model.deleted``), and :func:`run_cleanup` raises
+:class:`~shared.errors.CleanupPendingError` (retryable). The "next pass" is the redelivery of
+the same completion event (the completion function answers retry, Pub/Sub redelivers with
+backoff), or any later cleanup of the lineage: both re-plan the target and poll the recorded
+operation instead of sending the mutation again. A model counts as deleted only when Vertex
+says so: its delete operation finished without error, or the model answers NotFound.
+
+Shared endpoints. An endpoint's deployed model that carries traffic can only be undeployed if
+the same ``undeployModel`` request gives its traffic to the others (``trafficSplit``, see the
+undeployModel page above). The cleanup reads the endpoint first and gives the retired model's
+share to the remaining models in proportion to their shares (evenly if they had none).
+
 Safety rules, all enforced here: only models labelled ``managed-by=<deployment>``; never the
 model that just passed (the new job is always kept, whatever its age); nothing at all unless the
 new job passed (the caller's rule, see :mod:`shared.completion`).
@@ -32,13 +53,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from functools import partial
 from typing import Any, TypeVar
 
-from shared.errors import ErrorInfo, InvalidArgumentError, NotFoundError, RecordNotFoundError, is_retryable
+from shared.errors import (
+    CleanupPendingError,
+    ErrorInfo,
+    InvalidArgumentError,
+    NotFoundError,
+    RecordNotFoundError,
+    is_retryable,
+)
 from shared.events import EventType
 from shared.outbox import stage_event
-from shared.ports import Clock, JobQuery, JobStore, ModelInfo, TuningBackend
+from shared.ports import Clock, DeployedModelRef, JobQuery, JobStore, ModelInfo, TuningBackend
 from shared.record_parts import CleanupRecord, ResolvedConfig, TuningView
 from shared.records import JSON, DatasetRef, JobRecord, to_rfc3339
 from shared.retry import RetryPolicy, Sleep, call_with_retries
@@ -133,6 +160,8 @@ class RetirementTarget:
     endpoints: tuple[str, ...]
     created_at: datetime
     dataset: str = ""
+    pending_operations: tuple[tuple[str, str], ...] = ()
+    """``(step key, operation name)`` left running by an earlier pass (see :func:`pending_operations_of`)."""
 
     def to_dict(self) -> JSON:
         """JSON form."""
@@ -143,6 +172,21 @@ class RetirementTarget:
             "created_at": to_rfc3339(self.created_at),
             "dataset": self.dataset,
         }
+
+
+def step_key(action: str, target: str) -> str:
+    """How a pending step is matched on the next pass: ``<action> <target>``."""
+    return f"{action} {target}"
+
+
+def pending_operations_of(record: JobRecord) -> tuple[tuple[str, str], ...]:
+    """Operations a record's last (real) retirement left running: ``(step key, operation name)``."""
+    retirement = (record.cleanup.retirement if record.cleanup else None) or {}
+    found: list[tuple[str, str]] = []
+    for step in retirement.get("steps") or []:
+        if isinstance(step, Mapping) and step.get("result") == "pending" and step.get("operation"):
+            found.append((step_key(str(step.get("action")), str(step.get("target"))), str(step["operation"])))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -245,6 +289,7 @@ def plan_retirement(
             endpoints=recorded_endpoints(r),
             created_at=r.created_at,
             dataset=r.dataset.uri,
+            pending_operations=pending_operations_of(r),
         )
         for r in ranked
         if r not in kept
@@ -269,7 +314,14 @@ def plan_own_model_cleanup(record: JobRecord, policy: CleanupPolicy, deployment:
         skipped = (SkippedCandidate(record.id, "no tuned model recorded"),)
     else:
         retire = (
-            RetirementTarget(record.id, model, recorded_endpoints(record), record.created_at, record.dataset.uri),
+            RetirementTarget(
+                record.id,
+                model,
+                recorded_endpoints(record),
+                record.created_at,
+                record.dataset.uri,
+                pending_operations_of(record),
+            ),
         )
     return RetirementPlan(
         new_job_id=record.id,
@@ -313,6 +365,8 @@ class StepResult(StrEnum):
     """Would have been done."""
     SKIPPED = "skipped"
     FAILED = "failed"
+    PENDING = "pending"
+    """Its operation is still running; the next pass polls it (never sends the step again)."""
 
 
 class TargetStatus(StrEnum):
@@ -327,6 +381,8 @@ class TargetStatus(StrEnum):
     """The model lacks ``managed-by=<deployment>``: never touched."""
     FAILED = "failed"
     """A non-retryable error; recorded, retried by the next cleanup of the lineage."""
+    PENDING = "pending"
+    """An undeploy/delete operation is still running: not deleted yet, resumed by the next pass."""
 
     @property
     def announces_deletion(self) -> bool:
@@ -351,10 +407,20 @@ class CleanupStep:
     target: str
     result: StepResult
     detail: str = ""
+    operation: str = ""
+    """The long-running operation of a PENDING step."""
 
     def to_dict(self) -> JSON:
         """JSON form."""
-        return {"action": self.action.value, "target": self.target, "result": self.result.value, "detail": self.detail}
+        data: JSON = {
+            "action": self.action.value,
+            "target": self.target,
+            "result": self.result.value,
+            "detail": self.detail,
+        }
+        if self.operation:
+            data["operation"] = self.operation
+        return data
 
 
 @dataclass(frozen=True)
@@ -393,19 +459,126 @@ def _is_failed_precondition(exc: BaseException) -> bool:
     return isinstance(exc, InvalidArgumentError) and exc.status == "FAILED_PRECONDITION"
 
 
+@dataclass(frozen=True)
+class OperationWait:
+    """How long one pass waits for a long-running operation before leaving its step pending.
+
+    Polls back off from ``interval_seconds`` doubling up to ``max_interval_seconds``: the
+    defaults wait about a minute per operation (1+2+4+8+10*5 s), well inside the completion
+    function's 540 s, and an operation that takes longer is resumed by the next pass.
+    """
+
+    polls: int = 10
+    interval_seconds: float = 1.0
+    max_interval_seconds: float = 10.0
+    pass_budget_seconds: float = 240.0
+    """All waiting of one cleanup pass together: past it, every operation still running is left
+    pending at once, so a pass with many models ends well inside the function's 540 s (a pass
+    killed by the timeout would lose the operation names it had not recorded yet)."""
+
+    def delay(self, poll: int) -> float:
+        """Seconds to wait before poll number ``poll`` (1-based; poll 0 is immediate)."""
+        return float(min(self.interval_seconds * 2 ** (poll - 1), self.max_interval_seconds))
+
+
+class _Pending(Exception):
+    """An operation that has not finished within this pass's wait."""
+
+    def __init__(self, action: Action, target: str, operation: str) -> None:
+        super().__init__(operation)
+        self.action = action
+        self.target = target
+        self.operation = operation
+
+
+def traffic_split_without(split: Mapping[str, int], remaining: Iterable[str], leaving: str) -> dict[str, int] | None:
+    """The endpoint's split once ``leaving`` is undeployed: its share goes to ``remaining`` pro rata.
+
+    None when no split is needed (the model carries no traffic, or nothing remains). Integer
+    percentages that sum to 100 (largest remainders get the rounding).
+
+    >>> traffic_split_without({"a": 50, "b": 30, "c": 20}, ["b", "c"], "a")
+    {'b': 60, 'c': 40}
+    >>> traffic_split_without({"a": 100}, ["b", "c"], "a")
+    {'b': 50, 'c': 50}
+    """
+    others = [d for d in dict.fromkeys(remaining) if d != leaving]
+    if not others or int(split.get(leaving, 0)) <= 0:
+        return None
+    weights = {d: max(int(split.get(d, 0)), 0) for d in others}
+    total = sum(weights.values())
+    if total == 0:
+        weights = dict.fromkeys(others, 1)
+        total = len(others)
+    exact = {d: 100 * w / total for d, w in weights.items()}
+    result = {d: int(v) for d, v in exact.items()}
+    short = 100 - sum(result.values())
+    for d in sorted(others, key=lambda d: (exact[d] - result[d], weights[d]), reverse=True)[:short]:
+        result[d] += 1
+    return result
+
+
 @dataclass
 class _Run:
     tuning: TuningBackend
     retry: RetryPolicy
     sleep: Sleep
     dry_run: bool
+    wait: OperationWait = field(default_factory=OperationWait)
+    pending: dict[str, str] = field(default_factory=dict)
+    deadline: float = float("inf")
+    """``monotonic()`` after which operations are not waited for any more (the pass budget)."""
+    monotonic: Callable[[], float] = time.monotonic
     steps: list[CleanupStep] = field(default_factory=list)
 
     def call(self, operation: Callable[[], T]) -> T:
+        # The one retry layer of every cleanup call (the adapter sends each of them once).
         return call_with_retries(operation, retry=self.retry, sleep=self.sleep)
 
     def step(self, action: Action, target: str, result: StepResult, detail: str = "") -> None:
         self.steps.append(CleanupStep(action, target, result, detail))
+
+    def mutate(self, action: Action, target: str, send: Callable[[], str | None]) -> None:
+        """Send one mutation (or resume its recorded operation) and wait for its operation.
+
+        Raises the mutation's or the operation's error, or :class:`_Pending` when it still runs.
+        """
+        operation = self.pending.pop(step_key(action.value, target), None)
+        if operation is not None and not self._finished(action, target, operation, resumed=True):
+            operation = None  # the recorded operation is unknown now: the resource's state decides
+        if operation is None:
+            operation = self.call(send)
+            if operation is not None:
+                self._finished(action, target, operation, resumed=False)
+
+    def _finished(self, action: Action, target: str, operation: str, *, resumed: bool) -> bool:
+        """Poll until done (True). False only for a resumed operation Vertex no longer knows."""
+        for poll in range(max(self.wait.polls, 1)):
+            if poll:
+                if self.monotonic() + self.wait.delay(poll) > self.deadline:
+                    break
+                self.sleep(self.wait.delay(poll))
+            try:
+                if self.call(lambda: self.tuning.get_operation(operation)):
+                    return True
+            except NotFoundError:
+                if resumed:
+                    return False
+                raise
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                # Polling keeps failing: keep the operation's name so the next pass polls it
+                # instead of sending the mutation a second time.
+                raise _Pending(action, target, operation) from exc
+        raise _Pending(action, target, operation)
+
+    def traffic_split(self, ref: DeployedModelRef) -> dict[str, int] | None:
+        try:
+            endpoint = self.call(lambda: self.tuning.get_endpoint(ref.endpoint))
+        except NotFoundError:
+            return None  # the undeploy answers NotFound too
+        return traffic_split_without(endpoint.traffic_split, endpoint.deployed_model_ids, ref.deployed_model_id)
 
     def undeploy_all(self, info: ModelInfo) -> None:
         for ref in info.deployments:
@@ -413,19 +586,28 @@ class _Run:
             if self.dry_run:
                 self.step(Action.UNDEPLOY, label, StepResult.DRY_RUN)
                 continue
+            detail = ""
+
+            def send(ref: DeployedModelRef = ref) -> str | None:
+                nonlocal detail
+                split = self.traffic_split(ref)
+                if split:
+                    detail = f"traffic split after undeploy: {split}"
+                return self.tuning.undeploy_model(ref.endpoint, ref.deployed_model_id, split)
+
             try:
-                self.call(partial(self.tuning.undeploy_model, ref.endpoint, ref.deployed_model_id))
+                self.mutate(Action.UNDEPLOY, label, send)
             except NotFoundError:
                 self.step(Action.UNDEPLOY, label, StepResult.NOT_FOUND)
             else:
-                self.step(Action.UNDEPLOY, label, StepResult.DONE)
+                self.step(Action.UNDEPLOY, label, StepResult.DONE, detail)
 
     def delete_endpoint(self, endpoint: str) -> None:
         if self.dry_run:
             self.step(Action.DELETE_ENDPOINT, endpoint, StepResult.DRY_RUN)
             return
         try:
-            self.call(lambda: self.tuning.delete_endpoint(endpoint))
+            self.mutate(Action.DELETE_ENDPOINT, endpoint, lambda: self.tuning.delete_endpoint(endpoint))
         except NotFoundError:
             self.step(Action.DELETE_ENDPOINT, endpoint, StepResult.NOT_FOUND)
         except InvalidArgumentError as exc:
@@ -444,13 +626,13 @@ class _Run:
         while True:
             attempt += 1
             try:
-                self.call(lambda: self.tuning.delete_model(model))
+                self.mutate(Action.DELETE_MODEL, model, lambda: self.tuning.delete_model(model))
             except NotFoundError:
                 self.step(Action.DELETE_MODEL, model, StepResult.NOT_FOUND)
                 return
             except InvalidArgumentError as exc:
-                # Still deployed: an undeploy may still be settling, or a deployment appeared
-                # meanwhile. Undeploy whatever is there now and try again, a bounded number of times.
+                # Still deployed: a deployment appeared meanwhile. Undeploy whatever is there now
+                # and try again, a bounded number of times.
                 if not _is_failed_precondition(exc) or attempt >= self.retry.attempts:
                     raise
                 self.sleep(self.retry.backoff(attempt))
@@ -472,13 +654,26 @@ def retire_model(
     dry_run: bool,
     retry: RetryPolicy | None = None,
     sleep: Sleep = time.sleep,
+    wait: OperationWait | None = None,
+    deadline: float = float("inf"),
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> TargetOutcome:
     """Check the label, undeploy everywhere, delete our endpoints, delete the model.
 
-    Retryable errors propagate (after ``retry.attempts`` tries); any other error ends this
-    model's retirement as FAILED with the error recorded as the last step.
+    Retryable errors propagate (after ``retry.attempts`` tries of the one call that failed);
+    an operation still running after ``wait`` ends the target PENDING (its name in the step);
+    any other error ends this model's retirement as FAILED with the error recorded.
     """
-    run = _Run(tuning=tuning, retry=retry or RetryPolicy(), sleep=sleep, dry_run=dry_run)
+    run = _Run(
+        tuning=tuning,
+        retry=retry or RetryPolicy(),
+        sleep=sleep,
+        dry_run=dry_run,
+        wait=wait or OperationWait(),
+        pending=dict(target.pending_operations),
+        deadline=deadline,
+        monotonic=monotonic,
+    )
     action = Action.CHECK_LABELS
     try:
         try:
@@ -509,6 +704,17 @@ def retire_model(
             run.delete_endpoint(endpoint)
         action = Action.DELETE_MODEL
         run.delete_model(target.model)
+    except _Pending as pending:
+        run.steps.append(
+            CleanupStep(
+                pending.action,
+                pending.target,
+                StepResult.PENDING,
+                "operation still running; the next pass polls it",
+                pending.operation,
+            )
+        )
+        return TargetOutcome(target, TargetStatus.PENDING, tuple(run.steps))
     except Exception as exc:
         if is_retryable(exc):
             raise
@@ -524,10 +730,29 @@ def execute_plan(
     tuning: TuningBackend,
     retry: RetryPolicy | None = None,
     sleep: Sleep = time.sleep,
+    wait: OperationWait | None = None,
+    deadline: float = float("inf"),
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> list[TargetOutcome]:
-    """Retire every planned model in turn (oldest last is fine: each is independent)."""
+    """Retire every planned model in turn (oldest last is fine: each is independent).
+
+    Waiting for operations stops at ``deadline`` (the invocation's) or after the pass budget,
+    whichever comes first.
+    """
+    wait = wait or OperationWait()
+    deadline = min(deadline, monotonic() + wait.pass_budget_seconds)
     return [
-        retire_model(target, tuning=tuning, managed_by=plan.managed_by, dry_run=plan.dry_run, retry=retry, sleep=sleep)
+        retire_model(
+            target,
+            tuning=tuning,
+            managed_by=plan.managed_by,
+            dry_run=plan.dry_run,
+            retry=retry,
+            sleep=sleep,
+            wait=wait,
+            deadline=deadline,
+            monotonic=monotonic,
+        )
         for target in plan.retire
     ]
 
@@ -586,8 +811,13 @@ def model_deleted_data(outcome: TargetOutcome, plan: RetirementPlan, dataset: Da
 def _record_on_new_job(report: CleanupReport, at: datetime) -> Callable[[JobRecord], JobRecord | None]:
     def mutate(record: JobRecord) -> JobRecord | None:
         cleanup = record.cleanup or CleanupRecord()
-        if (cleanup.run or {}).get("event_id") == report.event_id:
-            return None  # recorded by an earlier attempt
+        previous = cleanup.run or {}
+        previous_pending = any(
+            isinstance(t, Mapping) and t.get("status") == TargetStatus.PENDING.value
+            for t in previous.get("targets") or []
+        )
+        if previous.get("event_id") == report.event_id and not previous_pending:
+            return None  # recorded by an earlier attempt (one that left nothing pending)
         cleanup = replace(cleanup, run=report.to_dict())
         updated = record.with_changes(at, cleanup=cleanup)
         for outcome in report.outcomes:
@@ -622,10 +852,10 @@ def _record_on_target(
             if outcome.status in {TargetStatus.RETIRED, TargetStatus.ALREADY_GONE} and report.plan.superseded:
                 cleanup = replace(cleanup, retired_by=report.plan.new_job_id)
         previous = (cleanup.dry_run_retirement if report.plan.dry_run else cleanup.retirement) or {}
-        if previous.get("event_id") == report.event_id and previous.get("status") in {
-            entry["status"],
-            TargetStatus.RETIRED.value,
-        }:
+        if previous.get("event_id") == report.event_id and (
+            previous.get("status") == TargetStatus.RETIRED.value
+            or (previous.get("status") == entry["status"] and entry["status"] != TargetStatus.PENDING.value)
+        ):
             return None  # an earlier attempt of this cleanup recorded it (its "retired" beats "already_gone")
         if report.plan.dry_run:
             cleanup = replace(cleanup, dry_run_retirement=entry)
@@ -656,9 +886,27 @@ def run_cleanup(
     event_id: str,
     retry: RetryPolicy | None = None,
     sleep: Sleep = time.sleep,
+    wait: OperationWait | None = None,
+    deadline: float = float("inf"),
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> CleanupReport:
-    """Execute a plan and record it (steps on every record, ``model.deleted`` staged on the new job)."""
-    outcomes = execute_plan(plan, tuning=tuning, retry=retry, sleep=sleep)
+    """Execute a plan and record it (steps on every record, ``model.deleted`` staged on the new job).
+
+    Raises CleanupPendingError (retryable) after recording when an operation is still running,
+    so the event is redelivered and the next pass resumes from the recorded operation names.
+    """
+    outcomes = execute_plan(
+        plan, tuning=tuning, retry=retry, sleep=sleep, wait=wait, deadline=deadline, monotonic=monotonic
+    )
     report = CleanupReport(plan=plan, outcomes=tuple(outcomes), event_id=event_id, completed_at=clock())
     record_cleanup(report, jobs=jobs, clock=clock)
+    pending = tuple(
+        step.operation
+        for outcome in report.outcomes
+        if outcome.status is TargetStatus.PENDING
+        for step in outcome.steps
+        if step.result is StepResult.PENDING
+    )
+    if pending:
+        raise CleanupPendingError(plan.new_job_id, pending)
     return report

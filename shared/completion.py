@@ -47,9 +47,11 @@ from enum import StrEnum
 from typing import Any
 
 from shared.budget import record_actual_cost
+from shared.claims import DEFAULT_LEASE_SECONDS
 from shared.cleanup import (
     CleanupPolicy,
     CleanupReport,
+    OperationWait,
     RetirementPlan,
     iter_lineage_candidates,
     plan_own_model_cleanup,
@@ -83,7 +85,6 @@ from shared.ports import (
 )
 from shared.record_parts import CleanupRecord, GateRecord, SmokeProgress, SmokeTestRecord, TuningView, part_dict
 from shared.records import JSON, JobRecord, to_rfc3339
-from shared.report_chart import build_rouge_figure, render_png
 from shared.retry import RetryPolicy, Sleep
 from shared.settings import Settings
 from shared.smoke_test import (
@@ -156,8 +157,10 @@ class CompletionOptions:
     bucket: str
     """Where reports are written."""
     reports_prefix: str = "reports/"
-    lease_seconds: float = 600.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    operation_wait: OperationWait = field(default_factory=OperationWait)
+    """How long one cleanup pass waits for an undeploy/delete operation before leaving it pending."""
     time_budget_seconds: float = SMOKE_TEST_TIME_BUDGET_SECONDS
     """Seconds one invocation may spend on smoke-test calls (540 s function limit - reserve)."""
 
@@ -536,6 +539,10 @@ def _write_reports(
     scores = result.scores()
     if options.compare_base:
         if "base" in scores and "tuned" in scores:
+            # Loaded here, not at module level: matplotlib is most of a cold start's imports and
+            # only a base-vs-tuned comparison draws a chart.
+            from shared.report_chart import build_rouge_figure, render_png  # noqa: PLC0415 - lazy: cold start
+
             title = f"{record.lineage}/{record.dataset.stem}: base vs tuned ROUGE"
             try:
                 ordered = {"base": scores["base"], "tuned": scores["tuned"]}  # grey base, blue tuned
@@ -645,6 +652,9 @@ def _cleanup_under_claim(ctx: _Context, make_plan: Callable[[], RetirementPlan])
             event_id=ctx.message.event_id,
             retry=ctx.options.retry,
             sleep=ctx.sleep,
+            wait=ctx.options.operation_wait,
+            deadline=ctx.deadline,
+            monotonic=ctx.monotonic,
         )
         ctx.jobs.complete_effect(
             effect_id,
@@ -670,9 +680,18 @@ def _cleanup_under_claim(ctx: _Context, make_plan: Callable[[], RetirementPlan])
 
 
 def _failure_reason(record: JobRecord, message: CompletionMessage) -> str:
+    """``job CANCELLED: <message>``, the status said once.
+
+    Backends prefix messages with their own spelling of the status ("CANCELED: the tuning job
+    was cancelled on request."); that prefix is dropped when it names the same status.
+    """
     error = part_dict(record.error) or message.body.get("error") or {}
-    text = error.get("message") if isinstance(error, dict) else None
-    return f"job {record.status.value}: {text}" if text else f"job {record.status.value}"
+    text = str(error.get("message") or "") if isinstance(error, dict) else ""
+    status = record.status.value
+    head, sep, rest = text.partition(":")
+    if sep and head.strip().upper().replace("CANCELED", "CANCELLED") == status.upper():
+        text = rest.strip()
+    return f"job {status}: {text}" if text else f"job {status}"
 
 
 def _handle_unsuccessful(ctx: _Context, record: JobRecord) -> CompletionOutcome:

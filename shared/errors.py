@@ -4,9 +4,9 @@ Retryable vs fatal is decided in exactly one place: :func:`is_retryable`. Entry 
 to map an exception to "raise so the platform redelivers" or "record and acknowledge".
 
 Example:
-    >>> is_retryable(TransientBackendError(operation="get", code=503, message="try later"))
+    >>> is_retryable(TransientBackendError(operation="get", http_code=503, message="try later"))
     True
-    >>> is_retryable(InvalidArgumentError(operation="create", code=400, message="bad dataset"))
+    >>> is_retryable(InvalidArgumentError(operation="create", http_code=400, message="bad dataset"))
     False
 """
 
@@ -214,16 +214,20 @@ class PublishError(SftpilotError):
 
 
 class BackendError(SftpilotError):
-    """Base of the tuning-backend errors: the operation, the HTTP code and the server's message."""
+    """Base of the tuning-backend errors: the operation, the HTTP code and the server's message.
+
+    ``code`` is sftpilot's stable error code (as on every :class:`SftpilotError`); the HTTP
+    status is ``http_code``, in the constructor too.
+    """
 
     code = "E_BACKEND"
 
-    def __init__(self, operation: str, code: int, message: str, status: str = "") -> None:
+    def __init__(self, operation: str, http_code: int, message: str, status: str = "") -> None:
         self.operation = operation
-        self.http_code = code
+        self.http_code = http_code
         self.status = status
         self.message = message
-        super().__init__(f"{operation} failed ({code} {status}): {message}")
+        super().__init__(f"{operation} failed ({http_code} {status}): {message}")
 
 
 class QuotaExceededError(BackendError):
@@ -256,6 +260,20 @@ class TransientBackendError(BackendError):
     code = "E_BACKEND_TRANSIENT"
 
 
+class CleanupPendingError(SftpilotError):
+    """A cleanup step's long-running operation (undeploy/delete) has not finished yet. Retryable.
+
+    The operation names are recorded on the job records; the redelivery resumes from them.
+    """
+
+    code = "E_CLEANUP_PENDING"
+
+    def __init__(self, job_id: str, operations: tuple[str, ...]) -> None:
+        self.job_id = job_id
+        self.operations = operations
+        super().__init__(f"cleanup of {job_id} waits for {len(operations)} operation(s): {', '.join(operations)}")
+
+
 class SmokeTestDeadlineError(SftpilotError):
     """The completion function's time budget ran out mid smoke test. Retryable: the calls done so
     far are kept on the record and the redelivery continues from there."""
@@ -273,6 +291,7 @@ class SmokeTestDeadlineError(SftpilotError):
 
 
 _RETRYABLE: tuple[type[Exception], ...] = (
+    CleanupPendingError,
     ClaimInProgressError,
     SmokeTestDeadlineError,
     BlobReadError,

@@ -45,6 +45,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from shared.budget import BudgetOptions, decide_budget, ledger_key
+from shared.claims import held_by_another, new_lease, raise_if_held, release_record, take_record
 from shared.continuous import ContinuationError, is_continuation, resolve_continuation
 from shared.errors import (
     BlobNotFoundError,
@@ -57,6 +58,7 @@ from shared.errors import (
     is_retryable,
 )
 from shared.events import EventType
+from shared.labels import LINEAGE_RE
 from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
 from shared.ports import BlobStore, Clock, JobQuery, JobStore, Publisher, QueryOrder, SpendLedger, TuningBackend
@@ -67,8 +69,8 @@ from shared.settings import Settings
 from shared.states import JobStatus
 from shared.submission import SubmitStep, submit_tuning_job
 from shared.tuning_config import (
-    LINEAGE_RE,
     TuningConfig,
+    check_service_account,
     load_defaults,
     object_path_problem,
     render_display_name,
@@ -249,6 +251,7 @@ def _plan(
         if defaults is None and settings.defaults_file:
             defaults = load_defaults(settings.defaults_file, blobs)
         config = resolve_config(blobs, event.bucket, event.name, prefix, defaults)
+        check_service_account(config, settings.tuning_service_accounts)
     except TuningConfigError as exc:
         problems = tuple(exc.problems)
     if config is not None and config.validation_dataset is not None:
@@ -439,7 +442,7 @@ class _Intake:
 
     def claim(self, ref: DatasetRef, job_id: str, now: datetime) -> JobRecord | IntakeOutcome:
         """Create the record (RECEIVED + our lease) or deal with the one that exists."""
-        lease = Lease(self.owner, now + timedelta(seconds=self.settings.lease_seconds))
+        lease = new_lease(self.owner, now, self.settings.lease_seconds)
         fresh = new_record(ref, now, event_id=self.event.event_id, event_time=self.event.time, lease=lease)
         if self.jobs.create(fresh):
             self.log("INFO", "record claimed", job_id=job_id, lineage=ref.lineage)
@@ -457,15 +460,7 @@ class _Intake:
     def take_over(self, existing: JobRecord, lease: Lease, now: datetime) -> JobRecord:
         _raise_if_leased(existing, self.owner, now)
 
-        def mutate(current: JobRecord) -> JobRecord | None:
-            held = current.lease
-            if current.status is not JobStatus.RECEIVED:
-                return None
-            if held is not None and held.owner != self.owner and not held.expired(now):
-                return None
-            return current.with_changes(now, lease=lease)
-
-        stored = self.jobs.update(existing.id, mutate)
+        stored = self.jobs.update(existing.id, lambda current: take_record(current, lease, now, _INTAKE))
         if stored.status is not JobStatus.RECEIVED or stored.lease is None or stored.lease.owner != self.owner:
             _raise_if_leased(stored, self.owner, now)
             raise ClaimInProgressError(f"intake:{existing.id}", "unknown", "")
@@ -515,10 +510,7 @@ class _Intake:
         _raise_if_leased(existing, self.owner, now)
 
         def mutate(current: JobRecord) -> JobRecord | None:
-            held = current.lease
-            if current.status is not JobStatus.RECEIVED:
-                return None
-            if held is not None and held.owner != self.owner and not held.expired(now):
+            if current.status is not JobStatus.RECEIVED or held_by_another(current.lease, self.owner, now):
                 return None
             return current.transition(JobStatus.DROPPED, now, note=note, lease=None)
 
@@ -798,22 +790,18 @@ class _Intake:
     def release(self, job_id: str) -> None:
         """After a retryable failure: give the RECEIVED lease back so a redelivery starts at once."""
         owner, now = self.owner, self.clock()
-
-        def mutate(current: JobRecord) -> JobRecord | None:
-            if current.status is not JobStatus.RECEIVED or current.lease is None or current.lease.owner != owner:
-                return None
-            return current.with_changes(now, lease=None)
-
         try:
-            self.jobs.update(job_id, mutate)
+            self.jobs.update(job_id, lambda current: release_record(current, owner, now, _INTAKE))
         except Exception as exc:  # best effort: the lease expires on its own
             self.log("WARNING", "could not release the intake lease", job_id=job_id, error=str(exc))
 
 
 def _raise_if_leased(record: JobRecord, owner: str, now: datetime) -> None:
-    held = record.lease
-    if held is not None and held.owner != owner and not held.expired(now):
-        raise ClaimInProgressError(f"intake:{record.id}", held.owner, to_rfc3339(held.expires_at) or "")
+    raise_if_held(record, owner, now, f"intake:{record.id}")
+
+
+_INTAKE: Final = frozenset({JobStatus.RECEIVED})
+"""The status in which the intake holds the record's lease."""
 
 
 # --- the verdict ---------------------------------------------------------------------------------

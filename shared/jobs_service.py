@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from shared.budget import job_cost_summary
 from shared.errors import InvalidParameterError, JobNotCancellableError, RecordNotFoundError
 from shared.events import EventType, job_event_data
+from shared.labels import LINEAGE_RE
 from shared.outbox import stage_event
 from shared.ports import Clock, JobPage, JobQuery, JobStore, TuningBackend
 from shared.record_parts import CancelRequest, TuningView
@@ -23,7 +24,6 @@ from shared.states import JobStatus
 
 MAX_PAGE_SIZE = 200
 _PAGE_TOKEN = re.compile(r"^[A-Za-z0-9_=\-]{1,512}$")
-_LINEAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 CANCELLABLE: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.PENDING, JobStatus.RUNNING})
@@ -51,8 +51,8 @@ def parse_list_filters(params: Mapping[str, str]) -> JobQuery:
                 "state", params["state"], f"comma-separated statuses from {[s.value for s in JobStatus]}"
             ) from None
     lineage = params.get("lineage")
-    if lineage is not None and not _LINEAGE.match(lineage):
-        raise InvalidParameterError("lineage", lineage, "a lineage name (letters, digits, . _ -; max 100)")
+    if lineage is not None and not LINEAGE_RE.match(lineage):
+        raise InvalidParameterError("lineage", lineage, "a lineage name (1-63 of a-z, 0-9, _ and -)")
     dataset = params.get("dataset")
     if dataset is not None and not re.match(r"^gs://[a-z0-9._-]+/.+?(#\d+)?$", dataset):
         raise InvalidParameterError("dataset", dataset, "gs://bucket/object or gs://bucket/object#generation")

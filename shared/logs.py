@@ -26,6 +26,17 @@ def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
     _stream = stream
 
 
+def set_level(level: str) -> None:
+    """Set the minimum severity only (start-up applies ``SFTPILOT_LOG_LEVEL``; the stream is kept)."""
+    global _min_level  # noqa: PLW0603 - module-level logger configuration
+    _min_level = _LEVELS.get(level.upper(), 20)
+
+
+def current_level() -> str:
+    """Name of the minimum severity in force (tests restore it)."""
+    return next(name for name, value in _LEVELS.items() if value == _min_level)
+
+
 def log_event(severity: str, message: str, *, trace: str | None = None, **fields: Any) -> None:
     """Write one structured log line to stderr (Cloud Functions ships stderr to Cloud Logging)."""
     if _LEVELS.get(severity, 20) < _min_level:

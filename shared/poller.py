@@ -64,6 +64,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
+from shared.claims import DEFAULT_LEASE_SECONDS
 from shared.curves import with_curves
 from shared.errors import ClaimInProgressError, ErrorInfo, NotFoundError, QuotaExceededError, is_retryable
 from shared.events import COMPLETION_EVENT_FOR_STATUS, EventType, event_id_for, job_event_data
@@ -73,8 +74,9 @@ from shared.ports import Clock, JobQuery, JobStore, Publisher, QueryOrder, Tunin
 from shared.record_parts import RecordError, TuningView
 from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
 from shared.settings import Settings
-from shared.states import WAITING_FOR_QUOTA, JobStatus, can_transition, status_for_tuning_state
+from shared.states import JobStatus, can_transition, status_for_tuning_state
 from shared.submission import SubmitStep, submit_tuning_job
+from shared.tuning_view import tuning_view
 
 POLLED_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.PENDING, JobStatus.RUNNING, JobStatus.CANCELLING}
@@ -130,7 +132,7 @@ class PollOptions:
     stall_after_seconds: int = 6 * 3600
     deployment: str = "sftpilot"
     """The ``managed-by`` label value given to jobs this deployment submits."""
-    lease_seconds: int = 600
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
     """A SUBMITTING record without a job name is repaired once its writer is this long gone."""
     page_size: int = 500
     queue_retry_seconds: int = 300
@@ -203,33 +205,6 @@ class PollSummary:
 
 
 # --- pure planning: what a record should become (used outside and inside the transaction) -----
-
-
-def tuning_view(job: TuningJob) -> TuningView:
-    """The view of a tuning job stored as ``record.tuning`` (JSON shape in the module docstring)."""
-    error: JSON | None = None
-    if job.error_code is not None or job.error_message:
-        error = {"code": job.error_code, "message": job.error_message or ""}
-    return TuningView(
-        state=job.state.value,
-        create_time=to_rfc3339(job.create_time),
-        start_time=to_rfc3339(job.start_time),
-        end_time=to_rfc3339(job.end_time),
-        update_time=to_rfc3339(job.update_time),
-        tuned_model=job.tuned_model,
-        endpoint=job.endpoint,
-        checkpoints=[
-            {"checkpoint_id": c.checkpoint_id, "epoch": c.epoch, "step": c.step, "endpoint": c.endpoint}
-            for c in job.checkpoints
-        ],
-        error=error,
-        data_stats=job.data_stats,
-        metrics=job.metrics,
-        base_model=job.base_model or None,
-        detail_state=job.detail_state,
-        waiting_for_quota=job.detail_state == WAITING_FOR_QUOTA and not job.has_ended,
-        curves=job.curves,
-    )
 
 
 def waiting_for_quota(record: JobRecord) -> bool:

@@ -289,6 +289,25 @@ class DeployedModelRef:
     deployed_model_id: str
 
 
+def unversioned_model_name(name: str) -> str:
+    """``projects/../models/123@1`` -> ``projects/../models/123`` (what ``models.delete`` takes).
+
+    >>> unversioned_model_name("projects/p/locations/l/models/123@1")
+    'projects/p/locations/l/models/123'
+    """
+    head, sep, last = name.rpartition("/")
+    return f"{head}{sep}{last.split('@', 1)[0]}"
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """An endpoint's deployed models and how its traffic is split among them (percent)."""
+
+    name: str
+    deployed_model_ids: tuple[str, ...] = ()
+    traffic_split: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """A tuned model's labels and where it is deployed."""
@@ -330,16 +349,31 @@ class TuningBackend(Protocol):
         """Labels and deployments of a tuned model; NotFoundError if deleted."""
         ...
 
-    def undeploy_model(self, endpoint: str, deployed_model_id: str) -> None:
-        """Undeploy a model from an endpoint; NotFoundError if already gone."""
+    def get_endpoint(self, endpoint: str) -> EndpointInfo:
+        """Deployed models and traffic split of an endpoint; NotFoundError if deleted."""
         ...
 
-    def delete_endpoint(self, endpoint: str) -> None:
+    # The cleanup mutations below start a long-running operation and return at once: the name
+    # of the operation while it runs, None when it already finished without error (an operation
+    # that finished with an error raises that error). Poll it with get_operation. None of them
+    # is retried by the adapter: the caller retries the one step that failed (shared.retry).
+
+    def undeploy_model(
+        self, endpoint: str, deployed_model_id: str, traffic_split: dict[str, int] | None = None
+    ) -> str | None:
+        """Undeploy a model from an endpoint (``traffic_split``: the endpoint's new split); NotFoundError if gone."""
+        ...
+
+    def delete_endpoint(self, endpoint: str) -> str | None:
         """Delete an (empty) endpoint; NotFoundError if already gone."""
         ...
 
-    def delete_model(self, name: str) -> None:
-        """Delete an undeployed model; NotFoundError if already gone."""
+    def delete_model(self, name: str) -> str | None:
+        """Delete an undeployed model (a ``@version`` suffix is dropped); NotFoundError if already gone."""
+        ...
+
+    def get_operation(self, name: str) -> bool:
+        """True when the operation has finished without error; False while it runs; its error if it failed."""
         ...
 
 

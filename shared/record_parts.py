@@ -160,7 +160,7 @@ class ResolvedConfig(Part):
 
 @dataclass(frozen=True, kw_only=True)
 class TuningView(Part):
-    """``record.tuning``: the last seen view of the tuning job (``shared.poller.tuning_view``)."""
+    """``record.tuning``: the last seen view of the tuning job (``shared.tuning_view.tuning_view``)."""
 
     state: str | None = None
     create_time: str | None = None

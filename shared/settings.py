@@ -22,9 +22,10 @@ from typing import Any
 
 import yaml
 
+from shared.claims import DEFAULT_LEASE_SECONDS
 from shared.errors import SettingsError
+from shared.labels import is_label_value
 
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{1,63}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
@@ -56,7 +57,7 @@ class Settings:
     """Optional YAML replacing prices of shared/pricing.yaml model by model (USD per 1M training tokens)."""
     max_event_age_seconds: int = 86_400
     """Upload events older than this are recorded as DROPPED instead of retried forever."""
-    lease_seconds: int = 600
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
     """In-progress claims older than this are taken over (longer than the 540 s function timeout)."""
     stall_after_seconds: int = 6 * 3600
     """A job PENDING longer than this (and not only waiting for quota) produces one ``job.stalled`` event."""
@@ -70,6 +71,9 @@ class Settings:
     """Accepted audiences of OIDC tokens on the jobs API, comma-separated (its URL in GCP)."""
     api_cancel_principals: tuple[str, ...] = field(default_factory=tuple)
     """E-mails allowed to cancel jobs through the API; empty = nobody via OIDC."""
+    tuning_service_accounts: tuple[str, ...] = field(default_factory=tuple)
+    """Service accounts a tuning.yaml may name as ``service_account`` (comma-separated); the
+    deployment grants the job-creating functions actAs on exactly these. Empty = none allowed."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -114,7 +118,7 @@ class Settings:
     def _check(self) -> None:
         if not _BUCKET.match(self.bucket):
             raise SettingsError("SFTPILOT_BUCKET", self.bucket, "a GCS bucket name (3-222 chars, a-z0-9._-)")
-        if not _LABEL_VALUE.match(self.deployment):
+        if not is_label_value(self.deployment, allow_empty=False):
             raise SettingsError(
                 "SFTPILOT_DEPLOYMENT", self.deployment, "a label value: 1-63 chars of a-z, 0-9, _ and -"
             )

@@ -430,6 +430,9 @@ def generate_with_retries(
 ) -> tuple[GenerationResult, int, float]:
     """Call ``generate``; retry retryable errors with backoff.
 
+    The only retry layer of a prompt (the adapter sends each generate call once), so a prompt
+    costs at most ``retry.attempts`` calls per target, the bound the README states.
+
     Returns (result, attempts used, latency in seconds of the successful call). The last
     retryable error propagates once the attempts are used up; other errors propagate at once.
     """

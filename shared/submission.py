@@ -30,10 +30,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from shared.claims import DEFAULT_LEASE_SECONDS, new_lease, release_record, take_record
 from shared.continuous import continuation_of
 from shared.errors import (
     BackendError,
@@ -48,14 +49,14 @@ from shared.logs import log_event
 from shared.outbox import stage_event
 from shared.ports import Clock, JobStore, TuningBackend, TuningJob, TuningJobSpec
 from shared.record_parts import RecordError, ResolvedConfig, TuningView
-from shared.records import JobRecord, Lease, to_rfc3339
+from shared.records import JobRecord, to_rfc3339
 from shared.states import JobStatus, status_for_tuning_state
 from shared.tuning_config import DEFAULT_BASE_MODEL, DEFAULT_DISPLAY_NAME, TuningConfig, render_display_name
+from shared.tuning_view import tuning_view
 
 KEY_LABEL: Final = "sftpilot-key"
 LINEAGE_LABEL: Final = "sftpilot-lineage"
 MANAGED_BY_LABEL: Final = "managed-by"
-DEFAULT_SUBMIT_LEASE_SECONDS: Final = 600
 
 SUBMITTABLE: Final[frozenset[JobStatus]] = frozenset({JobStatus.RECEIVED, JobStatus.QUEUED, JobStatus.SUBMITTING})
 """Statuses from which a submission may (still) be attempted."""
@@ -131,7 +132,7 @@ def submit_tuning_job(
     deployment: str,
     clock: Clock,
     owner: str,
-    lease_seconds: float = DEFAULT_SUBMIT_LEASE_SECONDS,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
     after_step: Callable[[SubmitStep], None] | None = None,
 ) -> JobRecord:
     """Adopt or create the record's tuning job; returns the record as stored afterwards.
@@ -150,8 +151,8 @@ def submit_tuning_job(
     if record.status not in SUBMITTABLE:
         return record
     now = clock()
-    lease = Lease(owner=owner, expires_at=now + timedelta(seconds=lease_seconds))
-    stored = jobs.update(job_id, lambda current: _take_submission(current, lease, now))
+    lease = new_lease(owner, now, lease_seconds)
+    stored = jobs.update(job_id, lambda current: take_record(current, lease, now, SUBMITTABLE, to=JobStatus.SUBMITTING))
     if stored.status not in SUBMITTABLE:
         return stored
     if stored.status is not JobStatus.SUBMITTING or stored.lease is None or stored.lease.owner != owner:
@@ -269,17 +270,6 @@ def find_jobs_by_key(tuning: TuningBackend, job_id: str) -> list[TuningJob]:
 # --- pure record mutations (may run more than once inside a transaction) ------------------------
 
 
-def _take_submission(record: JobRecord, lease: Lease, now: datetime) -> JobRecord | None:
-    if record.status not in SUBMITTABLE:
-        return None
-    held = record.lease
-    if held is not None and held.owner != lease.owner and not held.expired(now):
-        return None
-    if record.status is JobStatus.SUBMITTING:
-        return record.with_changes(now, lease=lease)
-    return record.transition(JobStatus.SUBMITTING, now, note=f"submitting (by {lease.owner})", lease=lease)
-
-
 def _record_job(record: JobRecord, job: TuningJob, now: datetime, *, adopted_job: bool) -> JobRecord | None:
     if record.status is not JobStatus.SUBMITTING:
         return None  # someone else recorded (or adopted) it already
@@ -335,22 +325,13 @@ def _release(jobs: JobStore, job_id: str, owner: str, clock: Clock) -> None:
     """Drop our lease after a retryable failure so the next attempt can start at once."""
 
     released_at = clock()
-
-    def mutate(record: JobRecord) -> JobRecord | None:
-        if record.lease is None or record.lease.owner != owner or record.status not in SUBMITTABLE:
-            return None
-        return record.with_changes(released_at, lease=None)
-
     try:
-        jobs.update(job_id, mutate)
+        jobs.update(job_id, lambda record: release_record(record, owner, released_at, SUBMITTABLE))
     except Exception as exc:  # best effort: the lease also expires on its own
         log_event("WARNING", "could not release the submission lease", job_id=job_id, error=str(exc))
 
 
 def _view(job: TuningJob) -> TuningView:
-    # The poller owns the stored view's shape; import lazily (the poller imports this module).
-    from shared.poller import tuning_view  # noqa: PLC0415
-
     return tuning_view(job)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import reprlib
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ import yaml
 from shared.budget import BudgetOptions, check_budget_section
 from shared.errors import BlobReadError, ConfigProblem, TuningConfigError
 from shared.gate import GateOptions, check_gate_section
+from shared.labels import LABEL_KEY_RE, LABEL_VALUE_RE, LINEAGE_RE
 from shared.ports import BlobStore
 from shared.records import JSON
 from shared.retry import RetryPolicy
@@ -86,10 +87,6 @@ SMOKE_TEST_TIME_BUDGET_SECONDS: Final = COMPLETION_FUNCTION_TIMEOUT_SECONDS - CO
 SMOKE_CALL_RETRY: Final = RetryPolicy()
 """Attempts and backoff of one smoke-test call (the completion function's default policy)."""
 
-LABEL_KEY_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-LABEL_VALUE_RE: Final = re.compile(r"^[a-z0-9_-]{0,63}$")
-LINEAGE_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-"""A lineage becomes the ``sftpilot-lineage`` label value, so it follows the label rules."""
 _BASE_MODEL_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/-]{0,199}$")
 _KMS_RE: Final = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
 _EMAIL_RE: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -351,6 +348,31 @@ def resolve_config(
     for layer in layers:
         merged = _merge(merged, layer.values)
     return _build(merged, [layer.source for layer in layers] or ["built-in defaults"])
+
+
+def check_service_account(config: TuningConfig, allowed: Sequence[str]) -> None:
+    """Refuse a ``service_account`` outside the deployment's allow-list, before submission.
+
+    Creating a job that runs as a custom service account needs ``iam.serviceAccounts.actAs`` on
+    it (TuningJob.serviceAccount, https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.tuningJobs),
+    and the deployment grants that only for ``SFTPILOT_TUNING_SERVICE_ACCOUNTS``: any other
+    account would fail at Vertex with a permission error.
+
+    Raises:
+        TuningConfigError: with path ``service_account`` and the reason.
+    """
+    account = config.service_account
+    if account is None or account.lower() in {a.lower() for a in allowed}:
+        return
+    listed = ", ".join(allowed) if allowed else "none"
+    problem = ConfigProblem(
+        "service_account",
+        f"{account!r} is not one of this deployment's tuning service accounts ({listed}); the functions "
+        "may only act as those (add it to tuning_service_accounts in the deployment variables, "
+        "SFTPILOT_TUNING_SERVICE_ACCOUNTS)",
+        "resolved config",
+    )
+    raise TuningConfigError("resolved config", [problem])
 
 
 def render_display_name(config: TuningConfig, *, lineage: str, name: str, generation: int, when: datetime) -> str:

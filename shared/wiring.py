@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from shared.logs import log_event, set_level
 from shared.ports import BlobStore, Clock, JobStore, Publisher, SpendLedger, TuningBackend
 from shared.pricing import PriceTable, load_price_table
 from shared.records import utcnow
@@ -85,14 +86,39 @@ _cached: Services | None = None
 
 
 def services_from_env() -> Services:
-    """Process-wide services built from the environment (validated on first call)."""
+    """Process-wide services built from the environment (validated on first call).
+
+    The first call is the function instance's start-up: it also applies ``SFTPILOT_LOG_LEVEL``.
+    """
     global _cached  # noqa: PLW0603 - per-process client cache
     if _cached is None:
-        _cached = Services(settings=Settings.from_env())
+        settings = Settings.from_env()
+        set_level(settings.log_level)
+        log_event(
+            "DEBUG",
+            "settings applied",
+            project=settings.project,
+            bucket=settings.bucket,
+            events_topic=settings.events_topic_path,
+            tuning_project=settings.effective_tuning_project,
+            tuning_location=settings.tuning_location,
+            tuning_base_url=settings.tuning_base_url or None,
+            log_level=settings.log_level,
+        )
+        _cached = Services(settings=settings)
     return _cached
+
+
+def install_services(services: Services | None) -> None:
+    """Use ``services`` for this process instead of building them from the environment.
+
+    For tests and the local harness that back the functions with fakes; ``None`` forgets the
+    cache so the next :func:`services_from_env` reads the environment again.
+    """
+    global _cached  # noqa: PLW0603 - per-process client cache
+    _cached = services
 
 
 def reset_services_cache() -> None:
     """Forget the cached services (tests that change the environment)."""
-    global _cached  # noqa: PLW0603
-    _cached = None
+    install_services(None)

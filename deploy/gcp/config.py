@@ -3,6 +3,8 @@
 One variables file configures a deployment: ``deploy/gcp/terraform/terraform.tfvars``. Terraform
 reads it natively; ``deploy.sh`` reads it through this module, which understands the literal
 subset of HCL a variables file uses (strings, numbers, booleans, null, lists, maps, comments).
+Why not python-hcl2: deploy.sh must run with only the core dependencies installed, and
+python-hcl2 is a test-only (``dev``) dependency; a test checks both parsers agree on the example.
 Everything both paths must agree on -- resource names, the functions' environment, the tuning
 defaults file, the IAM grants, the Firestore indexes -- is derived here and, independently, in
 ``terraform/config.tf`` from the same inputs. A test evaluates ``config.tf`` with
@@ -32,6 +34,7 @@ from typing import Any, Final, Literal
 import yaml
 
 from shared.errors import SettingsError, SftpilotError, TuningConfigError
+from shared.labels import LABEL_KEY_RE, is_label_value
 from shared.settings import Settings
 from shared.tuning_config import parse_tuning_yaml
 
@@ -84,9 +87,23 @@ PUBLIC_MEMBERS: Final = frozenset({"allusers", "allauthenticatedusers"})
 _MEMBER_RE: Final = re.compile(r"^(user|group|serviceAccount|domain):[^\s,]+$")
 _PREFIX_RE: Final = re.compile(r"^[a-z][a-z0-9-]{1,17}[a-z0-9]$")
 _PROJECT_RE: Final = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_REGION_RE: Final = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
+_REGION_RE: Final = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+TUNING_REGIONS: Final = (
+    "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast3", "asia-south1",
+    "asia-southeast1", "australia-southeast1", "europe-central2", "europe-north1",
+    "europe-southwest1", "europe-west1", "europe-west2", "europe-west3", "europe-west4",
+    "europe-west6", "europe-west8", "europe-west9", "me-central1", "me-central2", "me-west1",
+    "northamerica-northeast1", "southamerica-east1", "us-central1", "us-east1", "us-east4",
+    "us-east5", "us-south1", "us-west1", "us-west4",
+)  # fmt: skip
+"""Regions where Gemini supervised tuning runs, from "Supported tuning job regions" on
+https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning-region-settings
+(read 2026-12-04; the ``us-*`` tail of the list was cut off in the copy we could read and is
+taken from the Vertex AI locations page: re-check it when a region is refused). Terraform's
+``tuning_location`` validation carries the same list (a test compares them)."""
+BUCKET_NAME_MAX: Final = 63
+"""Cloud Storage bucket names are 3-63 characters (https://cloud.google.com/storage/docs/buckets#naming)."""
 _TOPIC_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")
-_LABEL_RE: Final = re.compile(r"^[a-z0-9_-]{1,63}$")
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -309,6 +326,7 @@ class DeploymentVars:
     api_audience: str = ""
     api_invokers: tuple[str, ...] = ()
     api_cancel_principals: tuple[str, ...] = ()
+    tuning_service_accounts: tuple[str, ...] = ()
     grant_tuning_agent_bucket_read: bool = True
     default_base_model: str = "gemini-2.5-flash"
     default_epochs: int | None = None
@@ -354,9 +372,26 @@ class DeploymentVars:
             raise bad("project", f"{self.project!r} is not a project ID (6-30 chars of a-z, 0-9, -)")
         if not _REGION_RE.match(self.region):
             raise bad("region", f"{self.region!r} is not a region like us-central1")
+        if self.tuning_location is not None and self.tuning_location not in TUNING_REGIONS:
+            raise bad(
+                "tuning_location",
+                f"{self.tuning_location!r} does not offer Gemini supervised tuning; "
+                f"use one of {', '.join(TUNING_REGIONS)}",
+            )
+        for name, bucket in (("bucket", self.bucket), ("source_bucket", self.effective_source_bucket)):
+            if not 3 <= len(bucket) <= BUCKET_NAME_MAX:
+                raise bad(
+                    name,
+                    f"bucket name {bucket!r} is {len(bucket)} characters; Cloud Storage allows 3-{BUCKET_NAME_MAX}"
+                    + (
+                        " (the default is '<bucket>-sources': shorten bucket or set source_bucket)"
+                        if name == "source_bucket" and not self.source_bucket
+                        else ""
+                    ),
+                )
         if not _PREFIX_RE.match(self.name_prefix):
             raise bad("name_prefix", "3-19 chars of a-z, 0-9 and -, starting with a letter")
-        if not _LABEL_RE.match(self.managed_by):
+        if not is_label_value(self.managed_by, allow_empty=False):
             raise bad("managed_by", "a label value: 1-63 chars of a-z, 0-9, _ and -")
         for name in ("events_topic", "dead_letter_topic"):
             value = getattr(self, name)
@@ -376,10 +411,13 @@ class DeploymentVars:
         for email in self.api_cancel_principals:
             if "@" not in email or ":" in email or "," in email:
                 raise bad("api_cancel_principals", f"{email!r}: plain e-mail addresses, no 'user:' prefix")
+        for email in self.tuning_service_accounts:
+            if not email.endswith(".gserviceaccount.com") or ":" in email or "," in email:
+                raise bad("tuning_service_accounts", f"{email!r}: service-account e-mails, no 'serviceAccount:' prefix")
         if self.default_adapter_size is not None and self.default_adapter_size not in (1, 2, 4, 8, 16):
             raise bad("default_adapter_size", "one of 1, 2, 4, 8, 16")
         for key, value in self.default_labels.items():
-            if not re.match(r"^[a-z][a-z0-9_-]{0,62}$", key) or not _LABEL_RE.match(value):
+            if not LABEL_KEY_RE.match(key) or not is_label_value(value, allow_empty=False):
                 raise bad("default_labels", f"{key}={value!r} is not a valid GCP label")
 
     # --- derived names ----------------------------------------------------------------------
@@ -503,9 +541,11 @@ def functions(plan: DeploymentVars) -> dict[str, FunctionSpec]:
             "upload", f"{p}-upload", "on_dataset_uploaded", "storage", STORAGE_FINALIZED, True,
             "512Mi", 540, 20, "ALLOW_INTERNAL_ONLY",
         ),
+        # Internal-only: Cloud Scheduler in the same project still reaches the run.app URL
+        # (https://cloud.google.com/run/docs/securing/ingress, "Internal" setting).
         "poller": FunctionSpec(
             "poller", f"{p}-poller", "poll_tuning_jobs", "scheduler", None, False,
-            "512Mi", 300, 1, "ALLOW_ALL",
+            "512Mi", 300, 1, "ALLOW_INTERNAL_ONLY",
         ),
         "completion": FunctionSpec(
             "completion", f"{p}-completion", "on_tuning_completed", "topic", PUBSUB_PUBLISHED, True,
@@ -550,6 +590,7 @@ SETTINGS_SOURCES: Final[dict[str, str]] = {
     "api_token": "unset in GCP: the static token is for the local stack only; GCP uses OIDC",
     "api_audience": "var.api_audience, else the jobs API's cloudfunctions.net URL",
     "api_cancel_principals": "var.api_cancel_principals (comma-joined)",
+    "tuning_service_accounts": "var.tuning_service_accounts (comma-joined)",
     "log_level": "var.log_level (unset: Settings default)",
 }
 """Where each Settings field's value comes from in GCP. A test fails when a field is missing here."""
@@ -582,6 +623,8 @@ def function_env(plan: DeploymentVars) -> dict[str, str]:
     }
     if plan.api_cancel_principals:
         env["SFTPILOT_API_CANCEL_PRINCIPALS"] = ",".join(plan.api_cancel_principals)
+    if plan.tuning_service_accounts:
+        env["SFTPILOT_TUNING_SERVICE_ACCOUNTS"] = ",".join(plan.tuning_service_accounts)
     for name in _OPTIONAL_SETTINGS:
         value = getattr(plan, name)
         if value is not None:
@@ -699,8 +742,15 @@ def grants(plan: DeploymentVars, project_number: str) -> list[Grant]:
     out: list[Grant] = []
     for row in roles_table()["grants"]:
         title, expression = cond[row["condition"]] if row["condition"] else (None, None)
-        for member in who[row["principal"]]:
-            out.append(Grant(row["principal"], member, row["role"], row["on"], title, expression))
+        # "tuning_service_accounts" is one grant per listed account: on "service_account:EMAIL".
+        targets = (
+            [f"service_account:{sa}" for sa in plan.tuning_service_accounts]
+            if row["on"] == "tuning_service_accounts"
+            else [row["on"]]
+        )
+        for on in targets:
+            for member in who[row["principal"]]:
+                out.append(Grant(row["principal"], member, row["role"], on, title, expression))
     return out
 
 

@@ -90,21 +90,6 @@ ensure() {
   fi
 }
 
-# Run a create command whose only idempotent form is "create, and accept ALREADY_EXISTS".
-run_allowing_exists() {
-  show "$@"
-  if [[ $DRY_RUN == 1 ]]; then return 0; fi
-  local err
-  if ! err=$("$@" 2>&1 >/dev/null); then
-    if grep -qiE 'ALREADY_EXISTS|already exists' <<<"$err"; then
-      note "already exists"
-    else
-      echo "$err" >&2
-      return 1
-    fi
-  fi
-}
-
 # IAM bindings right after creating a service account can fail until it propagates: retry.
 run_binding() {
   show "$@"
@@ -179,10 +164,35 @@ if [[ $VAR_CREATE_FIRESTORE_DATABASE == true ]]; then
     gcloud firestore databases create --database="$VAR_FIRESTORE_DATABASE" \
     --location="$FIRESTORE_LOCATION" --type=firestore-native "${P[@]}"
 fi
+# One index at a time, waiting for each (no --async): Firestore answers 409 ABORTED ("too much
+# contention" / another index operation running) to concurrent index builds, and ALREADY_EXISTS on
+# a rerun (https://cloud.google.com/firestore/docs/query-data/indexing#index_build_errors).
+create_index() {
+  show "$@"
+  if [[ $DRY_RUN == 1 ]]; then
+    note "(waits for the build; ALREADY_EXISTS is kept; 409/ABORTED/contention retried up to 6 times, 15 s, 30 s, 60 s...)"
+    return 0
+  fi
+  local attempt err delay=15
+  for attempt in 1 2 3 4 5 6; do
+    if err=$("$@" 2>&1 >/dev/null); then return 0; fi
+    if grep -qiE 'ALREADY_EXISTS|already exists' <<<"$err"; then
+      note "already exists"
+      return 0
+    fi
+    if ! grep -qiE '409|ABORTED|contention|concurrent|RESOURCE_EXHAUSTED|try again' <<<"$err" || ((attempt == 6)); then
+      echo "$err" >&2
+      return 1
+    fi
+    note "index build busy (attempt $attempt): retrying in $delay s"
+    sleep "$delay"
+    delay=$((delay * 2))
+  done
+}
 for field_configs in "${INDEX_FIELD_CONFIGS[@]}"; do
   read -ra flags <<<"$field_configs"
-  run_allowing_exists gcloud firestore indexes composite create --database="$VAR_FIRESTORE_DATABASE" \
-    --collection-group="$VAR_JOBS_COLLECTION" --query-scope=collection "${flags[@]}" --async "${P[@]}"
+  create_index gcloud firestore indexes composite create --database="$VAR_FIRESTORE_DATABASE" \
+    --collection-group="$VAR_JOBS_COLLECTION" --query-scope=collection "${flags[@]}" "${P[@]}"
 done
 
 # Grants on resources that exist now; invoker grants follow the functions.
@@ -195,6 +205,7 @@ grant() {
     sources_bucket) command=(gcloud storage buckets add-iam-policy-binding "gs://$SOURCE_BUCKET" --condition="$condition") ;;
     events_topic) command=(gcloud pubsub topics add-iam-policy-binding "$VAR_EVENTS_TOPIC") ;;
     dead_letter_topic) command=(gcloud pubsub topics add-iam-policy-binding "$DEAD_LETTER_TOPIC") ;;
+    service_account:*) command=(gcloud iam service-accounts add-iam-policy-binding "${on#service_account:}") ;;
     function:*)
       local key=${on#function:} name_var
       name_var=FN_${key^^}_NAME
@@ -202,26 +213,19 @@ grant() {
       ;;
     *) die "roles.json: grant $i targets '$on', which deploy.sh does not know" ;;
   esac
-  if [[ $on == *_topic || $on == function:* ]] && [[ $condition != None ]]; then
+  if [[ $on == *_topic || $on == function:* || $on == service_account:* ]] && [[ $condition != None ]]; then
     die "roles.json: conditions are only supported on the project and buckets (grant $i on $on)"
   fi
   command+=(--member="$member" --role="$role" --format=none "${P[@]}")
-  if [[ ${GRANT_PRINCIPALS[$i]} == tuning_agent ]]; then
-    # The agent exists only after the project's first tuning job: warn instead of failing.
-    show "${command[@]}"
-    if [[ $DRY_RUN == 0 ]] && ! "${command[@]}"; then
-      note "WARNING: could not grant $role to $member (the agent appears after the first tuning job;"
-      note "re-run deploy.sh then, or set grant_tuning_agent_bucket_read = false)"
-    fi
-  else
-    run_binding "${command[@]}"
-  fi
+  run_binding "${command[@]}"
 }
 
 step "IAM grants (roles.json)"
 for i in "${!GRANT_ROLES[@]}"; do
+  # The tuning agent's grants are the second step (grant-tuning-agent.sh, at the end).
+  if [[ ${GRANT_PRINCIPALS[$i]} == tuning_agent ]]; then continue; fi
   case ${GRANT_ON[$i]} in
-    function:* | upload_trigger_subscription) ;;
+    function:* | *_trigger_subscription) ;;
     *) grant "$i" ;;
   esac
 done
@@ -265,17 +269,20 @@ for i in "${!GRANT_ROLES[@]}"; do
   if [[ ${GRANT_ON[$i]} == function:* ]]; then grant "$i"; fi
 done
 
-step "dead-letter policy of the upload trigger"
-dead_letter=(bash "$HERE/attach-dead-letter.sh" --project "$VAR_PROJECT" --region "$VAR_REGION"
-  --function "$FN_UPLOAD_NAME" --dead-letter-topic "projects/$VAR_PROJECT/topics/$DEAD_LETTER_TOPIC"
-  --max-attempts "$VAR_DEAD_LETTER_MAX_ATTEMPTS")
-for i in "${!GRANT_ROLES[@]}"; do
-  if [[ ${GRANT_ON[$i]} == upload_trigger_subscription ]]; then
-    dead_letter+=(--grant "${GRANT_MEMBERS[$i]}=${GRANT_ROLES[$i]}")
-  fi
+step "dead-letter policies of the upload and completion triggers"
+for key in upload completion; do
+  name_var=FN_${key^^}_NAME
+  dead_letter=(bash "$HERE/attach-dead-letter.sh" --project "$VAR_PROJECT" --region "$VAR_REGION"
+    --function "${!name_var}" --dead-letter-topic "projects/$VAR_PROJECT/topics/$DEAD_LETTER_TOPIC"
+    --max-attempts "$VAR_DEAD_LETTER_MAX_ATTEMPTS")
+  for i in "${!GRANT_ROLES[@]}"; do
+    if [[ ${GRANT_ON[$i]} == "${key}_trigger_subscription" ]]; then
+      dead_letter+=(--grant "${GRANT_MEMBERS[$i]}=${GRANT_ROLES[$i]}")
+    fi
+  done
+  if [[ $DRY_RUN == 1 ]]; then dead_letter+=(--dry-run); fi
+  "${dead_letter[@]}"
 done
-if [[ $DRY_RUN == 1 ]]; then dead_letter+=(--dry-run); fi
-"${dead_letter[@]}"
 
 step "Cloud Scheduler"
 if [[ $DRY_RUN == 1 ]]; then
@@ -293,6 +300,20 @@ if [[ $DRY_RUN == 0 ]] && gcloud scheduler jobs describe "$SCHEDULER_JOB" --loca
 else
   run gcloud scheduler jobs create http "$SCHEDULER_JOB" "${schedule[@]}"
 fi
+
+step "second step: the Vertex AI tuning service agent (grant-tuning-agent.sh)"
+tuning_agent=(bash "$HERE/grant-tuning-agent.sh" --project "$VAR_PROJECT" --bucket "$VAR_BUCKET")
+for i in "${!GRANT_ROLES[@]}"; do
+  if [[ ${GRANT_PRINCIPALS[$i]} == tuning_agent ]]; then
+    case ${GRANT_ON[$i]} in
+      datasets_bucket) tuning_agent+=(--grant "${GRANT_MEMBERS[$i]}=${GRANT_ROLES[$i]}") ;;
+      service_account:*) tuning_agent+=(--sa-grant "${GRANT_ON[$i]#service_account:},${GRANT_MEMBERS[$i]}=${GRANT_ROLES[$i]}") ;;
+      *) die "roles.json: tuning_agent grants are only supported on datasets_bucket and tuning_service_accounts" ;;
+    esac
+  fi
+done
+if [[ $DRY_RUN == 1 ]]; then tuning_agent+=(--dry-run); fi
+"${tuning_agent[@]}"
 
 step "done"
 note "upload datasets to gs://$VAR_BUCKET/${VAR_DATASETS_PREFIX}<lineage>/<name>.jsonl"

@@ -216,7 +216,7 @@ def run_demo(options: DemoOptions, say: Say = print) -> DemoResult:
 
 def _start_dashboard(stack: LocalStack, say: Say) -> Any:
     """The dashboard proxy for this stack (watch the jobs live while the demo runs), or None."""
-    from shared.ui.proxy import DashboardProxy, Target  # noqa: PLC0415
+    from shared.cli.ui_proxy import DashboardProxy, Target  # noqa: PLC0415
 
     env = stack.env()
     url, token = env.get("SFTPILOT_API_URL", ""), env.get("SFTPILOT_API_TOKEN", "")

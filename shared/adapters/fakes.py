@@ -24,9 +24,10 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import IO
+from datetime import datetime
+from typing import IO, TypeVar
 
+from shared.claims import DELETE, EffectClaimStore, EffectDoc, Write
 from shared.errors import (
     BlobNotFoundError,
     BlobReadError,
@@ -40,7 +41,7 @@ from shared.ports import (
     BlobInfo,
     DeployedModelRef,
     EffectClaim,
-    EffectState,
+    EndpointInfo,
     GenerationRequest,
     GenerationResult,
     JobPage,
@@ -54,6 +55,7 @@ from shared.ports import (
     TunedCheckpoint,
     TuningJob,
     TuningJobSpec,
+    unversioned_model_name,
 )
 from shared.records import JSON, JobRecord, utcnow
 from shared.states import WAITING_FOR_QUOTA, TuningState, check_transition
@@ -174,20 +176,18 @@ class FakeBlobStore:
 # --- job store ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Effect:
-    state: EffectState
-    owner: str
-    expires_at: datetime | None
-    result: JSON | None = None
+T = TypeVar("T")
 
 
-class FakeJobStore:
-    """Records in a dict behind one lock (transactions are trivially serialisable here)."""
+class FakeJobStore(EffectClaimStore):
+    """Records in a dict behind one lock (transactions are trivially serialisable here).
+
+    Effect claims follow :class:`shared.claims.EffectClaimStore`'s rules (the same as Firestore's).
+    """
 
     def __init__(self) -> None:
         self._records: dict[str, JobRecord] = {}
-        self._effects: dict[str, _Effect] = {}
+        self._effects: dict[str, EffectDoc] = {}
         self._lock = threading.RLock()
         self.failures = FailureScript()
         self.reads = 0
@@ -247,41 +247,19 @@ class FakeJobStore:
         token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(rows) else None
         return JobPage(records=page, next_page_token=token)
 
-    def acquire_effect(self, effect_id: str, owner: str, lease_seconds: float, now: datetime) -> EffectClaim:
-        """Claim or report who has it."""
-        self.failures.check("acquire_effect")
+    def _apply_effect(self, operation: str, effect_id: str, decide: Callable[[EffectDoc | None], tuple[T, Write]]) -> T:
+        """One read-decide-write under the lock (a release is never scripted to fail)."""
+        if operation != "release_effect":
+            self.failures.check(operation)
         with self._lock:
-            existing = self._effects.get(effect_id)
-            expires = now + timedelta(seconds=lease_seconds)
-            if existing is None or (
-                existing.state is EffectState.IN_PROGRESS
-                and existing.expires_at is not None
-                and now >= existing.expires_at
-            ):
-                self._effects[effect_id] = _Effect(EffectState.IN_PROGRESS, owner, expires)
-                self.writes += 1
-                return EffectClaim(effect_id, EffectState.ACQUIRED, owner, expires)
-            return EffectClaim(
-                effect_id, existing.state, existing.owner, existing.expires_at, copy.deepcopy(existing.result)
-            )
-
-    def complete_effect(self, effect_id: str, owner: str, result: JSON) -> None:
-        """Mark done (only by the owner)."""
-        self.failures.check("complete_effect")
-        with self._lock:
-            existing = self._effects.get(effect_id)
-            if existing is None or existing.owner != owner:
-                raise RecordNotFoundError(f"effect {effect_id} owned by {owner}")
-            self._effects[effect_id] = _Effect(EffectState.COMPLETED, owner, None, copy.deepcopy(result))
-            self.writes += 1
-
-    def release_effect(self, effect_id: str, owner: str) -> None:
-        """Give the claim back."""
-        with self._lock:
-            existing = self._effects.get(effect_id)
-            if existing is not None and existing.owner == owner and existing.state is EffectState.IN_PROGRESS:
+            answer, write = decide(self._effects.get(effect_id))
+            if write == DELETE:
                 del self._effects[effect_id]
+            elif isinstance(write, EffectDoc):
+                self._effects[effect_id] = write
+            if write is not None:
                 self.writes += 1
+            return answer
 
     # test helpers
     def all(self) -> list[JobRecord]:
@@ -353,6 +331,15 @@ def _echo_responder(endpoint: str, request: GenerationRequest) -> str:
 
 
 @dataclass
+class _FakeOperation:
+    """A long-running operation: not done for ``remaining`` polls, then ``apply`` runs once."""
+
+    remaining: int
+    apply: Callable[[], None]
+    applied: bool = False
+
+
+@dataclass
 class _FakeModel:
     name: str
     labels: dict[str, str]
@@ -378,7 +365,9 @@ class FakeTuningBackend:
         responder: Responder = _echo_responder,
         checkpoints_per_job: int = 2,
         queue_when_full: bool = False,
+        operation_polls: int = 0,
     ) -> None:
+        """``operation_polls``: polls an undeploy/delete operation answers "not done" before it finishes."""
         self._prefix = f"projects/{project}/locations/{location}"
         self.quota = quota
         self.queue_when_full = queue_when_full
@@ -396,6 +385,10 @@ class FakeTuningBackend:
         self.metric_series: dict[str, MetricSeries] = {}
         """Job name -> its metric series; jobs not listed have none (like a backend without curves)."""
         self.failures = FailureScript()
+        self.operation_polls = operation_polls
+        self.operations: dict[str, _FakeOperation] = {}
+        self.traffic: dict[str, dict[str, int]] = {}
+        """Endpoint name -> traffic split set by an undeploy (default: all to the first deployment)."""
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
 
@@ -560,19 +553,74 @@ class FakeTuningBackend:
                 raise NotFoundError("get_model", 404, f"Model {name} not found", "NOT_FOUND")
             return ModelInfo(model.name, dict(model.labels), tuple(model.deployments), model.create_time)
 
-    def undeploy_model(self, endpoint: str, deployed_model_id: str) -> None:
-        """Remove one deployment."""
+    def _start(self, apply: Callable[[], None]) -> str | None:
+        """Run ``apply`` now (``operation_polls == 0``) or when its operation is polled to done."""
+        if self.operation_polls <= 0:
+            apply()
+            return None
+        name = f"{self._prefix}/operations/{next(self._ids)}"
+        self.operations[name] = _FakeOperation(self.operation_polls, apply)
+        return name
+
+    def get_operation(self, name: str) -> bool:
+        """Not done for ``operation_polls`` polls, then applies the mutation and answers done."""
+        self._enter("get_operation")
+        with self._lock:
+            operation = self.operations.get(name)
+            if operation is None:
+                raise NotFoundError("get_operation", 404, f"Operation {name} not found", "NOT_FOUND")
+            if operation.remaining > 0:
+                operation.remaining -= 1
+                return False
+            if not operation.applied:
+                operation.applied = True
+                operation.apply()
+            return True
+
+    def _deployments_on(self, endpoint: str) -> list[DeployedModelRef]:
+        return [ref for model in self.models.values() for ref in model.deployments if ref.endpoint == endpoint]
+
+    def get_endpoint(self, endpoint: str) -> EndpointInfo:
+        """Deployed model ids and traffic split (all traffic to the first deployment unless split)."""
+        self._enter("get_endpoint")
+        with self._lock:
+            if endpoint not in self.endpoints:
+                raise NotFoundError("get_endpoint", 404, f"Endpoint {endpoint} not found", "NOT_FOUND")
+            ids = tuple(ref.deployed_model_id for ref in self._deployments_on(endpoint))
+            split = self.traffic.get(endpoint) or ({ids[0]: 100} if ids else {})
+            return EndpointInfo(endpoint, ids, {k: v for k, v in split.items() if k in ids})
+
+    def undeploy_model(
+        self, endpoint: str, deployed_model_id: str, traffic_split: dict[str, int] | None = None
+    ) -> str | None:
+        """Remove one deployment; like Vertex, a model with traffic on a shared endpoint needs ``traffic_split``."""
         self._enter("undeploy_model")
         with self._lock:
+            info = self.get_endpoint(endpoint) if endpoint in self.endpoints else None
             for model in self.models.values():
                 for ref in list(model.deployments):
                     if ref.endpoint == endpoint and ref.deployed_model_id == deployed_model_id:
-                        model.deployments.remove(ref)
-                        self.endpoints.get(endpoint, []).remove(model.name)
-                        return
+                        others = [d for d in (info.deployed_model_ids if info else ()) if d != deployed_model_id]
+                        carries = info is not None and info.traffic_split.get(deployed_model_id, 0) > 0
+                        if others and carries and not traffic_split:
+                            raise InvalidArgumentError(
+                                "undeploy_model",
+                                400,
+                                f"{deployed_model_id} carries traffic on {endpoint}: give a trafficSplit",
+                                "FAILED_PRECONDITION",
+                            )
+
+                        def apply(model: _FakeModel = model, ref: DeployedModelRef = ref) -> None:
+                            if ref in model.deployments:
+                                model.deployments.remove(ref)
+                                self.endpoints.get(endpoint, []).remove(model.name)
+                            if traffic_split:
+                                self.traffic[endpoint] = dict(traffic_split)
+
+                        return self._start(apply)
         raise NotFoundError("undeploy_model", 404, f"{deployed_model_id} not on {endpoint}", "NOT_FOUND")
 
-    def delete_endpoint(self, endpoint: str) -> None:
+    def delete_endpoint(self, endpoint: str) -> str | None:
         """Delete an empty endpoint."""
         self._enter("delete_endpoint")
         with self._lock:
@@ -582,18 +630,26 @@ class FakeTuningBackend:
                 raise InvalidArgumentError(
                     "delete_endpoint", 400, "endpoint still has deployed models", "FAILED_PRECONDITION"
                 )
-            del self.endpoints[endpoint]
+            return self._start(lambda: self._forget_endpoint(endpoint))
 
-    def delete_model(self, name: str) -> None:
-        """Delete an undeployed model."""
+    def delete_model(self, name: str) -> str | None:
+        """Delete an undeployed model (``models/ID`` or ``models/ID@1``: the whole model, as the adapter sends)."""
         self._enter("delete_model")
+        wanted = unversioned_model_name(name)
         with self._lock:
-            model = self.models.get(name)
-            if model is None:
+            key = next((k for k in self.models if unversioned_model_name(k) == wanted), None)
+            if key is None:
                 raise NotFoundError("delete_model", 404, f"Model {name} not found", "NOT_FOUND")
-            if model.deployments:
+            if self.models[key].deployments:
                 raise InvalidArgumentError("delete_model", 400, "model is still deployed", "FAILED_PRECONDITION")
-            del self.models[name]
+            return self._start(lambda: self._forget_model(key))
+
+    def _forget_endpoint(self, endpoint: str) -> None:
+        self.endpoints.pop(endpoint, None)
+        self.traffic.pop(endpoint, None)
+
+    def _forget_model(self, name: str) -> None:
+        self.models.pop(name, None)
 
     def add_foreign_model(self, name: str, labels: dict[str, str]) -> None:
         """A model this deployment did not create (deletion-safety tests)."""

@@ -37,12 +37,13 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from datetime import datetime
+from typing import Any, Final, Literal, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from shared.claims import DELETE, EffectClaimStore, EffectDoc, Write, decide_acquire
 from shared.errors import RecordNotFoundError, StoreUnavailableError
 from shared.ports import (
     EffectClaim,
@@ -76,6 +77,25 @@ _TRANSIENT = (
 
 
 # --- document encoding --------------------------------------------------------------------------
+
+
+def _effect_fields(doc: EffectDoc) -> dict[str, Any]:
+    return {
+        "state": doc.state.value,
+        "owner": doc.owner,
+        "expires_at": doc.expires_at,
+        "result": None if doc.result is None else _encode_value(doc.result),
+    }
+
+
+def _effect_doc(data: dict[str, Any]) -> EffectDoc:
+    result = data.get("result")
+    return EffectDoc(
+        state=EffectState(data["state"]),
+        owner=str(data.get("owner", "")),
+        expires_at=from_rfc3339(data.get("expires_at")),
+        result=None if result is None else _decode_value(result),
+    )
 
 
 def _encode_value(value: Any, inside_array: bool = False) -> Any:
@@ -126,19 +146,31 @@ class QueryPlan:
     """Explicit orderings, the document id (``__name__``) last as the tie-breaker."""
 
 
+SCAN_LIMIT: Final = 1000
+"""At most this many documents are read for one page when filters are applied in memory."""
+
+
 def plan_query(query: JobQuery) -> QueryPlan:
-    """Translate a JobQuery into filters and orderings (pure; no client needed)."""
-    equalities: list[tuple[str, str, Any]] = []
-    if query.statuses is not None:
-        values = sorted(s.value for s in query.statuses)
-        equalities.append(("status", "==", values[0]) if len(values) == 1 else ("status", "in", values))
-    if query.lineage is not None:
-        equalities.append(("lineage", "==", query.lineage))
+    """Translate a JobQuery into filters and orderings (pure; no client needed).
+
+    Only ONE equality filter goes to Firestore -- the most selective one the query has, in the
+    order dataset, lineage, status, pending_outbox -- so the composite indexes are one per
+    (field, ordering) instead of one per combination (each index costs on every record write).
+    The other filters are applied in memory by :meth:`FirestoreJobStore.query` on a bounded scan
+    (:data:`SCAN_LIMIT` documents a page); see :func:`needs_memory_filter`.
+    """
+    candidates: list[tuple[str, str, Any]] = []
     if query.dataset is not None:
         field = "dataset" if "#" in query.dataset else "dataset_object"
-        equalities.append((field, "==", query.dataset))
+        candidates.append((field, "==", query.dataset))
+    if query.lineage is not None:
+        candidates.append(("lineage", "==", query.lineage))
+    if query.statuses is not None:
+        values = sorted(s.value for s in query.statuses)
+        candidates.append(("status", "==", values[0]) if len(values) == 1 else ("status", "in", values))
     if query.pending_outbox is not None:
-        equalities.append(("pending_outbox", "==", bool(query.pending_outbox)))
+        candidates.append(("pending_outbox", "==", bool(query.pending_outbox)))
+    equalities = candidates[:1]
     range_filter = None if query.since is None else ("created_at", ">=", query.since)
     orders: list[IndexField]
     if query.order is QueryOrder.QUEUE_ORDER:
@@ -169,6 +201,28 @@ def composite_index_for(plan: QueryPlan) -> tuple[IndexField, ...] | None:
         return None
     index: tuple[IndexField, ...] = equality_fields + order_fields
     return index
+
+
+def needs_memory_filter(query: JobQuery) -> bool:
+    """True when the query has more equality filters than the one Firestore receives."""
+    present = (query.dataset, query.lineage, query.statuses, query.pending_outbox)
+    return sum(value is not None for value in present) > 1
+
+
+def matches(record: JobRecord, query: JobQuery) -> bool:
+    """Every filter of ``query`` checked in memory (filters beyond the one sent to Firestore,
+    and the single-generation lookup)."""
+    if query.dataset is not None:
+        uri = record.dataset.uri if "#" in query.dataset else record.dataset.gcs_uri
+        if uri != query.dataset:
+            return False
+    if query.statuses is not None and record.status not in query.statuses:
+        return False
+    if query.lineage is not None and record.lineage != query.lineage:
+        return False
+    if query.since is not None and record.created_at < query.since:
+        return False
+    return query.pending_outbox is None or record.has_pending_outbox == query.pending_outbox
 
 
 def is_single_generation(query: JobQuery) -> bool:
@@ -243,24 +297,15 @@ def _cursor_values(record: JobRecord, plan: QueryPlan) -> list[Any]:
     return values
 
 
-def _matches_rest(record: JobRecord, query: JobQuery) -> bool:
-    """The filters of ``query`` checked in memory (for the single-generation lookup)."""
-    if record.dataset.uri != query.dataset:
-        return False
-    if query.statuses is not None and record.status not in query.statuses:
-        return False
-    if query.lineage is not None and record.lineage != query.lineage:
-        return False
-    if query.since is not None and record.created_at < query.since:
-        return False
-    return query.pending_outbox is None or record.has_pending_outbox == query.pending_outbox
-
-
 # --- the adapter --------------------------------------------------------------------------------
 
 
-class FirestoreJobStore:
-    """:class:`shared.ports.JobStore` on Firestore (client created on first use)."""
+class FirestoreJobStore(EffectClaimStore):
+    """:class:`shared.ports.JobStore` on Firestore (client created on first use).
+
+    Effect claims follow :class:`shared.claims.EffectClaimStore`'s rules; this class only reads
+    and writes ``effects/{id}`` in a transaction.
+    """
 
     def __init__(
         self,
@@ -342,14 +387,23 @@ class FirestoreJobStore:
         firestore_query = self.build_query(plan)
         if query.page_token:
             firestore_query = firestore_query.start_after(_decode_token(query.page_token, plan, query.order))
+        in_memory = needs_memory_filter(query)
+        scan = max(query.limit + 1, min(SCAN_LIMIT, 10 * (query.limit + 1))) if in_memory else query.limit + 1
         try:
-            snapshots = list(firestore_query.limit(query.limit + 1).stream())
+            snapshots = list(firestore_query.limit(scan).stream())
         except _TRANSIENT as exc:
             raise StoreUnavailableError("query", f"{type(exc).__name__}: {exc}") from exc
-        records = [decode_record(s.to_dict()) for s in snapshots[: query.limit]]
+        scanned = [decode_record(s.to_dict()) for s in snapshots]
+        matching = [r for r in scanned if matches(r, query)] if in_memory else scanned
+        records = matching[: query.limit]
         token = None
-        if len(snapshots) > query.limit and records:
+        if len(matching) > query.limit and records:
             last = records[-1]
+            token = _encode_token(query.order, _cursor_values(last, plan), last.id)
+        elif in_memory and len(snapshots) == scan and scanned:
+            # The scan bound was reached with fewer matches: a short page, continuing after
+            # the last document read (pages stay disjoint and complete, never longer than limit).
+            last = scanned[-1]
             token = _encode_token(query.order, _cursor_values(last, plan), last.id)
         return JobPage(records=records, next_page_token=token)
 
@@ -365,7 +419,7 @@ class FirestoreJobStore:
         except ValueError:
             return JobPage(records=[])  # not a well-formed generation URI: matches nothing
         record = self.get(job_id)
-        if record is None or not _matches_rest(record, query):
+        if record is None or not matches(record, query):
             return JobPage(records=[])
         return JobPage(records=[record])
 
@@ -387,73 +441,33 @@ class FirestoreJobStore:
     # --- effects ---
 
     def acquire_effect(self, effect_id: str, owner: str, lease_seconds: float, now: datetime) -> EffectClaim:
-        """Claim ``effects/{id}``: create it IN_PROGRESS, or take over an expired lease."""
-        ref = self._effects().document(effect_id)
-        expires = now + timedelta(seconds=lease_seconds)
-        claimed = {"state": EffectState.IN_PROGRESS.value, "owner": owner, "expires_at": expires, "result": None}
+        """Claim ``effects/{id}``: one ``create()`` when it is absent (the common case), else the rules."""
+        claim, write = decide_acquire(effect_id, None, owner, now, lease_seconds)
+        assert isinstance(write, EffectDoc)
         try:
-            ref.create(claimed)
-            return EffectClaim(effect_id, EffectState.ACQUIRED, owner, expires)
+            self._effects().document(effect_id).create(_effect_fields(write))
+            return claim
         except gexc.AlreadyExists:
             pass
         except _TRANSIENT as exc:
             raise StoreUnavailableError("acquire_effect", f"{type(exc).__name__}: {exc}") from exc
+        return super().acquire_effect(effect_id, owner, lease_seconds, now)
 
-        def take_over(transaction: Any) -> EffectClaim:
-            snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists:  # released between our create() and this read
-                transaction.create(ref, claimed)
-                return EffectClaim(effect_id, EffectState.ACQUIRED, owner, expires)
-            data = snapshot.to_dict()
-            state = EffectState(data["state"])
-            expires_at = from_rfc3339(data.get("expires_at"))
-            if state is EffectState.IN_PROGRESS and expires_at is not None and now >= expires_at:
-                transaction.set(ref, claimed)
-                return EffectClaim(effect_id, EffectState.ACQUIRED, owner, expires)
-            result = data.get("result")
-            return EffectClaim(
-                effect_id,
-                state,
-                str(data.get("owner", "")),
-                expires_at,
-                None if result is None else _decode_value(result),
-            )
-
-        return self._run_transaction("acquire_effect", take_over)
-
-    def complete_effect(self, effect_id: str, owner: str, result: JSON) -> None:
-        """Mark a claimed effect COMPLETED (RecordNotFoundError unless ``owner`` holds it)."""
+    def _apply_effect(self, operation: str, effect_id: str, decide: Callable[[EffectDoc | None], tuple[T, Write]]) -> T:
+        """Read ``effects/{id}``, decide and write in one transaction."""
         ref = self._effects().document(effect_id)
 
-        def complete(transaction: Any) -> None:
+        def body(transaction: Any) -> T:
             snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists or snapshot.to_dict().get("owner") != owner:
-                raise RecordNotFoundError(f"effect {effect_id} owned by {owner}")
-            transaction.set(
-                ref,
-                {
-                    "state": EffectState.COMPLETED.value,
-                    "owner": owner,
-                    "expires_at": None,
-                    "result": _encode_value(result),
-                },
-            )
-
-        self._run_transaction("complete_effect", complete)
-
-    def release_effect(self, effect_id: str, owner: str) -> None:
-        """Delete an IN_PROGRESS claim held by ``owner`` (anything else is left alone)."""
-        ref = self._effects().document(effect_id)
-
-        def release(transaction: Any) -> None:
-            snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists:
-                return
-            data = snapshot.to_dict()
-            if data.get("owner") == owner and data.get("state") == EffectState.IN_PROGRESS.value:
+            existing = _effect_doc(snapshot.to_dict()) if snapshot.exists else None
+            answer, write = decide(existing)
+            if write == DELETE:
                 transaction.delete(ref)
+            elif isinstance(write, EffectDoc):
+                transaction.set(ref, _effect_fields(write))
+            return answer
 
-        self._run_transaction("release_effect", release)
+        return self._run_transaction(operation, body)
 
     # --- internals ---
 

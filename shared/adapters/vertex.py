@@ -2,14 +2,19 @@
 
 The same class talks to real Vertex AI (``base_url=None``: Application Default Credentials)
 and to the local Vertex-compatible server (``base_url="http://127.0.0.1:8090"``: a fixed
-bearer token, exactly as in ``reference/google-genai-wire.md``); callers cannot tell them apart.
+bearer token and ``HttpOptions(base_url=...)``,
+https://googleapis.github.io/python-genai/genai.html#genai.types.HttpOptions); callers cannot tell them apart.
 
 Decisions:
 
-* **Retries.** Reads (get, list, get_model), generation and the idempotent calls (cancel,
-  undeploy, delete) are retried with exponential backoff and full jitter on 408/429/5xx and
-  transport errors, ``retry_attempts`` tries in all. ``create_job`` is never retried: a
-  timed-out create may have started a job, so the caller reconciles by label first.
+* **Retries: one layer per call.** The calls the poller and the submission make (get, list,
+  cancel) are retried here with exponential backoff and full jitter on 408/429/5xx and
+  transport errors, ``retry_attempts`` tries in all. The calls of the smoke test and the
+  cleanup (generate, get_model, get_endpoint, undeploy, deletes, get_operation) are sent once:
+  those callers retry the one step that failed with :func:`shared.retry.call_with_retries`
+  (``RetryPolicy.attempts``, 3 by default), so a prompt or a cleanup step costs at most that
+  many calls. ``create_job`` is never retried: a timed-out create may have started a job, so
+  the caller reconciles by label first.
 * **Errors** are mapped to :mod:`shared.errors`: 429/RESOURCE_EXHAUSTED -> QuotaExceededError,
   400/FAILED_PRECONDITION -> InvalidArgumentError, 404 -> NotFoundError, 401/403 ->
   PermissionDeniedError, 408/5xx/timeouts/connection errors -> TransientBackendError.
@@ -19,8 +24,10 @@ Decisions:
   here. That keeps ``tuningJobMetadata`` (steps/epochs done, on Vertex too) and the local
   server's per-step ``trainingMetrics``; both land in :attr:`TuningJob.metrics`. If a future
   SDK drops that method, ``get_job`` falls back to ``tunings.get``.
-* **Endpoints.** The SDK has no endpoint API: undeploy/delete use the same authorised path.
-  Vertex answers them with long-running operations; we wait (bounded) for them to finish.
+* **Endpoints and deletes.** The SDK has no endpoint API: undeploy/delete use the same
+  authorised path. Vertex answers them with long-running operations that can run for minutes;
+  the adapter returns the operation's name and the caller polls it with ``get_operation``
+  (a failed poll is polled again, the mutation is never re-sent; see :mod:`shared.cleanup`).
 * **Label filters.** ``list_jobs(labels=...)`` sends ``labels.k="v" AND ...`` as the API
   filter *and* re-checks every job, so a server that ignores filters is still correct. The
   ``tuningJobs.list`` reference documents ``filter`` without its grammar
@@ -61,6 +68,7 @@ from shared.errors import (
 from shared.logs import log_event
 from shared.ports import (
     DeployedModelRef,
+    EndpointInfo,
     GenerationRequest,
     GenerationResult,
     MetricSeries,
@@ -68,6 +76,7 @@ from shared.ports import (
     TunedCheckpoint,
     TuningJob,
     TuningJobSpec,
+    unversioned_model_name,
 )
 from shared.records import JSON
 from shared.states import TuningState
@@ -194,7 +203,6 @@ class VertexTuningBackend:
         timeout_seconds: float = 60.0,
         retry_initial_delay: float = 1.0,
         retry_max_delay: float = 20.0,
-        operation_timeout_seconds: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
         client: Any = None,
         unfiltered_list_limit: int = 1000,
@@ -213,7 +221,6 @@ class VertexTuningBackend:
         self._timeout_ms = int(timeout_seconds * 1000)
         self._retry_initial_delay = retry_initial_delay
         self._retry_max_delay = retry_max_delay
-        self._operation_timeout = operation_timeout_seconds
         self._sleep = sleep
         self._client = client
         self.unfiltered_list_limit = unfiltered_list_limit
@@ -385,7 +392,10 @@ class VertexTuningBackend:
         return result
 
     def generate(self, endpoint: str, request: GenerationRequest) -> GenerationResult:
-        """Generate on ``projects/../endpoints/ID`` (or ``endpoints/ID``) or a base model name."""
+        """Generate on ``projects/../endpoints/ID`` (or ``endpoints/ID``) or a base model name.
+
+        Sent once: the smoke test retries a prompt (one retry layer, see the module docstring).
+        """
         model = endpoint
         if endpoint.startswith(("endpoints/", "models/")):
             # google-genai mangles short endpoint names into publishers/... paths
@@ -413,32 +423,70 @@ class VertexTuningBackend:
             response = self.client.models.generate_content(model=model, contents=request.contents, config=config)
             return _generation_result(response, time.monotonic() - started)
 
-        return self._call("generate", generate_once, retry=True)
+        return self._call("generate", generate_once, retry=False)
 
     def get_model(self, name: str) -> ModelInfo:
-        """Labels and deployments of a tuned model (``projects/../models/ID[@version]``)."""
-        return self._call("get_model", lambda: model_info_from_wire(self._raw("get", name)), retry=True)
+        """Labels and deployments of a tuned model (``projects/../models/ID[@version]``). Not retried here."""
+        return self._call("get_model", lambda: model_info_from_wire(self._raw("get", name)), retry=False)
 
-    def undeploy_model(self, endpoint: str, deployed_model_id: str) -> None:
-        """Undeploy one deployed model from an endpoint and wait for the operation."""
+    def get_endpoint(self, endpoint: str) -> EndpointInfo:
+        """Deployed models and traffic split of an endpoint. Not retried here."""
+        return self._call(
+            "get_endpoint", lambda: endpoint_info_from_wire(self._raw("get", self._full(endpoint))), retry=False
+        )
 
-        def undeploy() -> None:
-            answer = self._raw("post", f"{self._full(endpoint)}:undeployModel", {"deployedModelId": deployed_model_id})
-            self._wait_operation("undeploy_model", answer)
+    def undeploy_model(
+        self, endpoint: str, deployed_model_id: str, traffic_split: dict[str, int] | None = None
+    ) -> str | None:
+        """Start undeploying one deployed model; the operation name while it runs (None when done).
 
-        self._call("undeploy_model", undeploy, retry=True)
+        ``traffic_split`` replaces the endpoint's split in the same request, which Vertex needs
+        when the model still carries traffic and other models stay deployed:
+        https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.endpoints/undeployModel
+        """
+        body: JSON = {"deployedModelId": deployed_model_id}
+        if traffic_split is not None:
+            body["trafficSplit"] = dict(traffic_split)
+        return self._call(
+            "undeploy_model",
+            lambda: self._operation_state(
+                "undeploy_model", self._raw("post", f"{self._full(endpoint)}:undeployModel", body)
+            ),
+            retry=False,
+        )
 
-    def delete_endpoint(self, endpoint: str) -> None:
-        """Delete an endpoint that has no deployed models and wait for the operation."""
+    def delete_endpoint(self, endpoint: str) -> str | None:
+        """Start deleting an endpoint that has no deployed models; the operation name while it runs."""
+        return self._call(
+            "delete_endpoint",
+            lambda: self._operation_state("delete_endpoint", self._raw("delete", self._full(endpoint))),
+            retry=False,
+        )
 
-        def delete() -> None:
-            self._wait_operation("delete_endpoint", self._raw("delete", self._full(endpoint)))
+    def delete_model(self, name: str) -> str | None:
+        """Start deleting a model; the operation name while it runs.
 
-        self._call("delete_endpoint", delete, retry=True)
+        ``models.delete`` takes ``projects/{p}/locations/{l}/models/{model}`` without a version
+        (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.models/delete),
+        and ``models.deleteVersion`` refuses the only version of a model ("Deleting the only
+        version in the Model is not allowed",
+        https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.models/deleteVersion).
+        A tuned model has one version (``tunedModel.model`` ends in ``@1``), so the version
+        suffix is dropped and the whole model is deleted.
+        """
+        path = unversioned_model_name(self._full(name))
+        return self._call(
+            "delete_model", lambda: self._operation_state("delete_model", self._raw("delete", path)), retry=False
+        )
 
-    def delete_model(self, name: str) -> None:
-        """Delete an undeployed model."""
-        self._call("delete_model", lambda: self.client.models.delete(model=self._full(name)), retry=True)
+    def get_operation(self, name: str) -> bool:
+        """Poll a long-running operation once: True when done, False while running; its error if it failed.
+
+        https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.operations/get
+        """
+        return self._call(
+            "get_operation", lambda: self._operation_state("get_operation", self._raw("get", name)) is None, retry=False
+        )
 
     # --- internals -------------------------------------------------------------------------
 
@@ -497,24 +545,23 @@ class VertexTuningBackend:
             return name
         return f"projects/{self.project}/locations/{self.location}/{name}"
 
-    def _wait_operation(self, operation: str, answer: JSON) -> None:
-        """Wait for a long-running operation (Vertex) to finish; raise its error if it failed."""
-        deadline = time.monotonic() + self._operation_timeout
-        delay = 1.0
-        while True:
-            if answer.get("done"):
-                error = answer.get("error")
-                if isinstance(error, dict):
-                    rpc_code = int(error.get("code") or 2)
-                    http_code, status = _RPC_TO_HTTP.get(rpc_code, (500, "UNKNOWN"))
-                    raise _classify(operation, http_code, status, str(error.get("message", "")))
-                return
-            name = answer.get("name")
-            if not isinstance(name, str) or "/operations/" not in name or time.monotonic() >= deadline:
-                return  # not an operation, or still running: the next cleanup pass will see the result
-            self._sleep(delay)
-            delay = min(delay * 2, 10.0)
-            answer = self._raw("get", name)
+    def _operation_state(self, operation: str, answer: JSON) -> str | None:
+        """A google.longrunning Operation answer: its name while running, None when done; its error if failed.
+
+        An answer that is not an operation (an empty body) counts as done.
+        https://cloud.google.com/vertex-ai/docs/reference/rest/Shared.Types/ListOperationsResponse#Operation
+        """
+        if answer.get("done"):
+            error = answer.get("error")
+            if isinstance(error, dict):
+                rpc_code = int(error.get("code") or 2)
+                http_code, status = _RPC_TO_HTTP.get(rpc_code, (500, "UNKNOWN"))
+                raise _classify(operation, http_code, status, str(error.get("message", "")))
+            return None
+        name = answer.get("name")
+        if isinstance(name, str) and "/operations/" in name:
+            return name
+        return None
 
     def _call(self, operation: str, fn: Callable[[], _T], *, retry: bool) -> _T:
         """Run ``fn``, mapping errors; retry retryable ones with backoff when ``retry``."""
@@ -609,6 +656,13 @@ def _metrics(data: JSON) -> JSON | None:
     }
     metrics: JSON = {key: value for key, value in values.items() if value is not None}
     return metrics or None
+
+
+def endpoint_info_from_wire(data: JSON) -> EndpointInfo:
+    """A Vertex ``Endpoint`` JSON as our value type (``trafficSplit`` values are percentages)."""
+    ids = tuple(str(item.get("id", "")) for item in data.get("deployedModels") or [] if isinstance(item, dict))
+    split = {str(k): int(v) for k, v in (data.get("trafficSplit") or {}).items() if _int(v) is not None}
+    return EndpointInfo(name=str(data.get("name") or ""), deployed_model_ids=ids, traffic_split=split)
 
 
 def model_info_from_wire(data: JSON) -> ModelInfo:

@@ -1,4 +1,5 @@
 """``sftpilot events tail``: print sftpilot events as they are published.
+``sftpilot events dead-letters``: show (and ``--replay``) what landed on the dead-letter topic.
 
 It creates a temporary subscription on the events topic (with a server-side filter in GCP;
 the emulator ignores filters, so events are filtered here too), streams messages until Ctrl-C,
@@ -128,6 +129,78 @@ def tail(
         subscriber.delete_subscription(request={"subscription": subscription})
         subscriber.close()
         click.echo(f"deleted {subscription}; {count} event(s)", err=True)
+
+
+DEAD_LETTER_SOURCE_ATTRIBUTE = "CloudPubSubDeadLetterSourceSubscription"
+"""Attribute Pub/Sub adds to a forwarded message: the subscription it was dead-lettered from
+(https://cloud.google.com/pubsub/docs/handling-failures#track-delivery-attempts)."""
+
+
+@events_group.command("dead-letters")
+@click.option(
+    "--subscription",
+    required=True,
+    help="The dead-letter hold subscription (projects/P/subscriptions/S): in GCP "
+    "<dead_letter_topic>-hold, on the local stack sftpilot-dead-letters-keep.",
+)
+@click.option("--max-messages", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--replay", is_flag=True, help="Republish each message to its original topic, then acknowledge it.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: {attributes, data, source}.")
+@friendly_errors
+def dead_letters(subscription: str, max_messages: int, replay: bool, as_json: bool) -> None:
+    """Show the messages held on the dead-letter subscription; --replay sends them back.
+
+    Without --replay nothing changes: the messages are released again at once (ack deadline 0).
+    With --replay each goes back to the topic of the subscription it was dead-lettered from
+    (same data, its attributes without Pub/Sub's dead-letter bookkeeping) and is acknowledged
+    only after the publish succeeded.
+    """
+    from google.api_core.exceptions import DeadlineExceeded  # noqa: PLC0415 - heavy import only here
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient  # noqa: PLC0415 - heavy import
+
+    subscriber = SubscriberClient()
+    publisher = PublisherClient() if replay else None
+    topics: dict[str, str] = {}
+    try:
+        try:
+            response = subscriber.pull(request={"subscription": subscription, "max_messages": max_messages}, timeout=15)
+            received = list(response.received_messages)
+        except DeadlineExceeded:  # nothing arrived within the wait: the subscription is empty
+            received = []
+        done: list[str] = []
+        for item in received:
+            message = item.message
+            attributes = dict(message.attributes)
+            source = attributes.get(DEAD_LETTER_SOURCE_ATTRIBUTE, "")
+            try:
+                body: Any = json.loads(message.data)
+            except ValueError:
+                body = {"raw": message.data.decode("utf-8", "replace")}
+            if as_json:
+                click.echo(json.dumps({"attributes": attributes, "data": body, "source": source}))
+            else:
+                click.echo(f"{message.publish_time}  from {source or '?'}  {format_event(attributes, body)}")
+            if publisher is None:
+                continue
+            if not source:
+                click.echo(f"  not replayed: no {DEAD_LETTER_SOURCE_ATTRIBUTE} attribute", err=True)
+                continue
+            if source not in topics:
+                topics[source] = subscriber.get_subscription(request={"subscription": source}).topic
+            kept = {k: v for k, v in attributes.items() if not k.startswith("CloudPubSubDeadLetter")}
+            publisher.publish(topics[source], message.data, **kept).result(timeout=60)
+            done.append(item.ack_id)
+        if done:
+            subscriber.acknowledge(request={"subscription": subscription, "ack_ids": done})
+        left = [item.ack_id for item in received if item.ack_id not in set(done)]
+        if left:
+            subscriber.modify_ack_deadline(
+                request={"subscription": subscription, "ack_ids": left, "ack_deadline_seconds": 0}
+            )
+        verb = f"replayed {len(done)} of" if replay else "showed"
+        click.echo(f"{verb} {len(received)} dead-lettered message(s) from {subscription}", err=True)
+    finally:
+        subscriber.close()
 
 
 def _stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:

@@ -389,4 +389,7 @@ def cleanup_summary(cleanup: CleanupRecord) -> str:
     retired = run.get("retired_models") or []
     refused = [t for t in targets if t.get("status") in {"not_managed", "failed"}]
     extra = f", {len(refused)} left alone (not ours or failed)" if refused else ""
+    pending = [t for t in targets if t.get("status") == "pending"]
+    if pending:
+        extra += f", {len(pending)} pending (Vertex operations still running; resumed automatically)"
     return f"{len(retired)} superseded model(s) retired{extra}"

@@ -31,7 +31,7 @@ def ui(port: int, no_browser: bool, state_dir: Path) -> None:
     The jobs API is SFTPILOT_API_URL (a deployed service: SFTPILOT_API_TOKEN, else a Google
     identity token) or, when that is unset, the running local stack. Ctrl-C stops the proxy.
     """
-    from shared.ui.proxy import DashboardProxy, resolve_target  # noqa: PLC0415 - only for this command
+    from shared.cli.ui_proxy import DashboardProxy, resolve_target  # noqa: PLC0415 - only for this command
 
     target = resolve_target(os.environ, state_dir)
     try:

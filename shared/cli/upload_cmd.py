@@ -14,9 +14,9 @@ import click
 from shared.cli.common import EXIT_FAILED, cli_command, friendly_errors, print_json
 from shared.errors import InvalidParameterError
 from shared.intake import DATASET_SUFFIX, name_problem
+from shared.labels import LINEAGE_RE
 from shared.records import record_key
 from shared.settings import ClientSettings
-from shared.tuning_config import LINEAGE_RE
 
 MAX_OBJECT_NAME_BYTES = 1024
 """Cloud Storage's limit on object names, in UTF-8 bytes (https://cloud.google.com/storage/docs/objects#naming)."""

@@ -1,6 +1,6 @@
 """The operators' dashboard, served by the jobs API function under ``/ui/``.
 
-Imported only when a ``/ui/`` path is hit (:meth:`shared.api.JobsApi.handle_ui` imports it
+Imported only when a ``/ui/`` path is hit (:meth:`shared.jobs_api.JobsApi.handle_ui` imports it
 lazily), so the functions' cold start does not pay for it. Pages are plain HTML with
 server-side SVG charts, one stylesheet and one small script served from ``/ui/static/``:
 nothing is loaded from elsewhere (works offline; CSP forbids anything else).
@@ -46,7 +46,7 @@ from shared.ui import pages
 from shared.ui.assets import ASSETS
 
 if TYPE_CHECKING:
-    from shared.api import JobsApi, Principal
+    from shared.jobs_api import JobsApi, Principal
 
 CSRF_COOKIE = "sftpilot_csrf"
 CSRF_FIELD = "csrf_token"

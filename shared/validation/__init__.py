@@ -13,8 +13,9 @@ from __future__ import annotations
 from shared.validation.codes import CODES, IssueCode, Severity
 from shared.validation.errors import DatasetReadError
 from shared.validation.limits import MODEL_LIMITS, ModelLimits, resolve_limits
+from shared.validation.options import ValidationOptions
 from shared.validation.report import DatasetStats, Distribution, Issue, ValidationReport
-from shared.validation.validator import ValidationOptions, validate_stream
+from shared.validation.validator import validate_stream
 
 __all__ = [
     "CODES",

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from shared.validation.codes import CODES, ERROR, WARNING, Severity
-
-if TYPE_CHECKING:
-    from shared.validation.limits import ModelLimits
-    from shared.validation.validator import ValidationOptions
+from shared.validation.limits import ModelLimits
+from shared.validation.options import ValidationOptions
 
 SCHEMA_VERSION: Final = 1
 

@@ -67,7 +67,6 @@ from shared.validation.codes import CODES, ERROR, FILE_LEVEL_CODES
 from shared.validation.errors import DatasetReadError
 from shared.validation.formats import ForeignFormat, convert_command, detect_foreign_format
 from shared.validation.limits import (
-    DEFAULT_BASE_MODEL,
     MEDIA_TOKEN_ESTIMATES,
     MIME_TYPES_BY_KIND,
     MODEL_LIMITS,
@@ -78,6 +77,7 @@ from shared.validation.limits import (
     media_tokens,
     resolve_limits,
 )
+from shared.validation.options import ValidationOptions
 from shared.validation.report import (
     EXACT_LIMIT,
     DatasetStats,
@@ -135,8 +135,6 @@ _DEDUPE_MAX_SLOTS: Final = 1 << 21
 _MISSING: Final = object()
 _VALID_ROLES: Final = ("user", "model")
 
-ROLES: Final = ("training", "validation")
-
 
 class ReadableBinary(Protocol):
     """Anything with ``read(n) -> bytes`` (a local file opened "rb", a GCS BlobReader, BytesIO)."""
@@ -146,35 +144,6 @@ class ReadableBinary(Protocol):
 
 DatasetSource = ReadableBinary | Iterable[bytes]
 """What :func:`validate_stream` reads: a binary file-like object or an iterable of byte lines."""
-
-
-@dataclass(frozen=True, slots=True)
-class ValidationOptions:
-    """How to validate: which role the file plays, for which base model, and report settings.
-
-    ``max_errors`` caps the *listed* errors and, separately, the listed warnings; every issue
-    is still counted in ``error_counts``. ``size_bytes`` is the object size when known up
-    front (GCS metadata, ``os.stat``); otherwise the bytes read are used.
-    """
-
-    role: str = "training"
-    """``training`` or ``validation`` (checked at construction)."""
-    base_model: str = DEFAULT_BASE_MODEL
-    epochs: int | None = None
-    adapter_size: int | None = None
-    max_errors: int = 100
-    size_bytes: int | None = None
-    source_name: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ValueError(f"role must be 'training' or 'validation', got {self.role!r}")
-        if self.max_errors < 0:
-            raise ValueError(f"max_errors must be >= 0, got {self.max_errors}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.size_bytes is not None and self.size_bytes < 0:
-            raise ValueError(f"size_bytes must be >= 0, got {self.size_bytes}")
 
 
 def validate_stream(

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from helpers import T0
 
+import shared.adapters.firestore as firestore_adapter
 from shared.errors import InvalidTransitionError, RecordNotFoundError
 from shared.ports import EffectState, JobQuery, QueryOrder
 from shared.records import DatasetRef, HistoryEntry, Lease, OutboxEntry, new_record
 from shared.states import JobStatus
-
-T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 
 
 def _record(name="datasets/faq/v1.jsonl", generation=1, lineage="faq", at=T0, bucket="b"):
@@ -255,3 +255,25 @@ def test_released_effect_can_be_claimed_at_once_and_only_its_owner_releases(job_
 def test_completing_an_unknown_effect_raises(job_store):
     with pytest.raises(RecordNotFoundError):
         job_store.complete_effect("never-claimed", "owner-a", {})
+
+
+@pytest.mark.parametrize("scan_limit", [1000, 2])
+def test_filters_applied_in_memory_page_through_every_match_exactly_once(job_store, populated, scan_limit, monkeypatch):
+    """Firestore gets one equality filter; the rest are applied in memory on a bounded scan.
+
+    With a tiny scan bound pages can come back short (even empty) with a token, but following
+    the tokens still yields every match once, in order, and never more than ``limit`` a page.
+    """
+    monkeypatch.setattr(firestore_adapter, "SCAN_LIMIT", scan_limit)
+    query = JobQuery(statuses=frozenset({JobStatus.QUEUED, JobStatus.RUNNING}), lineage="faq", pending_outbox=False)
+    expected = [r.id for r in sorted(populated.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+                if r.lineage == "faq" and r.status in (JobStatus.QUEUED, JobStatus.RUNNING)]  # fmt: skip
+    seen, token = [], None
+    for _ in range(20):
+        page = job_store.query(replace(query, limit=1, page_token=token))
+        assert len(page.records) <= 1
+        seen.extend(_ids(page))
+        token = page.next_page_token
+        if token is None:
+            break
+    assert seen == expected and len(expected) == 3

@@ -3,7 +3,9 @@
 Runs :func:`deploy.local.demo.run_demo` exactly as ``sftpilot demo`` does (emulators, local
 tuning server, the four functions of functions/main.py, bridge, scheduler, push delivery), with
 the tiny test model and a lenient tuning.yaml so it takes a minute or two instead of the
-SmolLM2 demo's several.
+SmolLM2 demo's several. The tuning server runs with its Vertex-like defaults: every undeploy and
+delete is an operation that answers ``done: false`` on its first poll, a versioned model name is
+refused by models.delete, and deletes of deployed models/endpoints are FAILED_PRECONDITION.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ import shared.wiring as wiring
 from shared.adapters.fakes import FakeTuningBackend
 from shared.adapters.firestore import FirestoreJobStore
 from shared.adapters.pubsub import PubSubPublisher
-from shared.api import Authenticator, JobsApi
 from shared.events import EventType, build_event
+from shared.jobs_api import Authenticator, JobsApi
 from shared.records import DatasetRef, new_record, utcnow
 from shared.settings import Settings
 from shared.states import JobStatus
@@ -98,8 +98,8 @@ def served_api(emulators, store, monkeypatch):
     )
     services.__dict__["jobs"] = store
     services.__dict__["tuning"] = FakeTuningBackend()
-    monkeypatch.setattr(wiring, "_cached", services)
-    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/api.py"), "http")
+    wiring.install_services(services)
+    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/jobs_api.py"), "http")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -212,3 +212,40 @@ def test_upload_validates_first_and_puts_config_and_validation_set_before_the_da
 
     traversal = CliRunner().invoke(main, ["upload", str(bot / "v1.jsonl"), "--lineage", "../reports"])
     assert traversal.exit_code == 2 and "lineage" in traversal.output
+
+
+def test_events_dead_letters_shows_and_replays_to_the_original_topic(emulators, pubsub_topic):
+    """A message dead-lettered from a subscription of the events topic is shown, then replayed."""
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    project = emulators.project
+    dead_topic = publisher.topic_path(project, f"dead-{pubsub_topic.topic_path.rsplit('/', 1)[1]}")
+    publisher.create_topic(request={"name": dead_topic})
+    hold = subscriber.subscription_path(project, dead_topic.rsplit("/", 1)[1] + "-hold")
+    subscriber.create_subscription(request={"name": hold, "topic": dead_topic})
+    source = subscriber.subscription_path(project, dead_topic.rsplit("/", 1)[1] + "-completion")
+    subscriber.create_subscription(request={"name": source, "topic": pubsub_topic.topic_path})
+    event = build_event(EventType.JOB_SUCCEEDED, job_id="j9", lineage="faq", state="SUCCEEDED", data={})
+    # What Pub/Sub forwards after max delivery attempts: the message plus its bookkeeping attributes.
+    publisher.publish(
+        dead_topic,
+        json.dumps(event.data).encode(),
+        **event.attributes,
+        CloudPubSubDeadLetterSourceSubscription=source,
+        CloudPubSubDeadLetterSourceDeliveryCount="10",
+    ).result(timeout=30)
+    env = {**os.environ, "GOOGLE_CLOUD_PROJECT": project, "PUBSUB_EMULATOR_HOST": emulators.pubsub_host}
+    shown = _cli("events", "dead-letters", "--subscription", hold, "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    [line] = shown.stdout.strip().splitlines()
+    assert json.loads(line)["source"] == source and json.loads(line)["data"]["job_id"] == "j9"
+    replayed = _cli("events", "dead-letters", "--subscription", hold, "--replay", env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1 of 1" in replayed.stderr
+    back = subscriber.pull(request={"subscription": source, "max_messages": 10}, timeout=30)
+    [message] = back.received_messages
+    assert json.loads(message.message.data)["job_id"] == "j9"
+    assert "CloudPubSubDeadLetterSourceSubscription" not in message.message.attributes
+    assert message.message.attributes["type"] == "job.succeeded"
+    empty = _cli("events", "dead-letters", "--subscription", hold, env=env)
+    assert "showed 0 dead-lettered" in empty.stderr

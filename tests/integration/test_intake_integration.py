@@ -121,7 +121,7 @@ class Stack:
         return {**event, "datacontenttype": "application/json", "data": request.data}
 
     def client(self):
-        app = functions_framework.create_app("on_dataset_uploaded", str(ROOT / "functions/upload.py"), "cloudevent")
+        app = functions_framework.create_app("on_dataset_uploaded", str(ROOT / "functions/intake.py"), "cloudevent")
         return app.test_client()
 
     def post(self, event: dict, client=None) -> int:

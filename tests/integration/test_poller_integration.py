@@ -28,11 +28,12 @@ from shared.adapters.pubsub import PubSubPublisher
 from shared.adapters.vertex import VertexTuningBackend
 from shared.events import load_schema
 from shared.jobs_service import cancel_job
-from shared.poller import PollOptions, PollStep, run_poll, tuning_view
+from shared.poller import PollOptions, PollStep, run_poll
 from shared.ports import TuningBackend, TuningJobSpec
 from shared.records import DatasetRef, JobRecord, new_record, utcnow
 from shared.states import JobStatus, TuningState
 from shared.submission import submit_tuning_job
+from shared.tuning_view import tuning_view
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
+
+from helpers import T0, Clock
 
 from shared.adapters.fakes import FakeBlobStore, FakeJobStore, FakePublisher, FakeTuningBackend
 from shared.completion import CompletionOptions, CompletionOutcome, handle_completion
@@ -36,7 +38,6 @@ from shared.upload_event import FINALIZED_EVENT_TYPE, UploadEvent
 
 BUCKET = "reliability-bucket"
 DEPLOYMENT = "sftpilot-rel"
-T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 ANSWER = "Hi there! Use 'Forgot password' on the sign-in page. — Acme Support"
 PROMPTS = ("How do I reset my password?", "Where do I find my invoices?")
 COMPLETION_EVENTS = frozenset(
@@ -114,22 +115,6 @@ def examples(n: int, tag: str = "q") -> bytes:
 BAD_ROLE_LINE = b'{"contents":[{"role":"user","parts":[{"text":"q"}]},{"role":"assistant","parts":[{"text":"a"}]}]}\n'
 
 
-class Clock:
-    """A clock the tests move (leases, stall detection). Thread-safe reads."""
-
-    def __init__(self, start: datetime = T0 + timedelta(seconds=2)) -> None:
-        self.now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += timedelta(seconds=seconds)
-
-
 class SlowPublisher(FakePublisher):
     """A publisher with network latency: concurrent publishers overlap, as they do against Pub/Sub."""
 
@@ -171,14 +156,21 @@ class Pipeline:
     """Fakes at every port, one clock, and the three entry points."""
 
     def __init__(
-        self, *, quota: int = 5, tuning_yaml: str | None = DEFAULT_TUNING_YAML, latency_seconds: float = 0.0
+        self,
+        *,
+        quota: int = 5,
+        tuning_yaml: str | None = DEFAULT_TUNING_YAML,
+        latency_seconds: float = 0.0,
+        operation_polls: int = 0,
     ) -> None:
+        """``operation_polls``: polls each undeploy/delete operation stays running (Vertex: minutes)."""
         self.blobs = FakeBlobStore()
         self.jobs = FakeJobStore()
         self.publisher: FakePublisher = SlowPublisher(latency_seconds) if latency_seconds else FakePublisher()
         self.tuning = RefusingTuningBackend(quota=quota, latency_seconds=latency_seconds)
         self.tuning.responder = lambda endpoint, request: ANSWER
-        self.clock = Clock()
+        self.tuning.operation_polls = operation_polls
+        self.clock = Clock(T0 + timedelta(seconds=2))
         self.settings = Settings(project="p", bucket=BUCKET, deployment=DEPLOYMENT)
         self.completion_options = replace(
             CompletionOptions.from_settings(self.settings),
@@ -320,7 +312,7 @@ class Pipeline:
     # --- the deployed entry points (functions-framework, in-process) ---
 
     def services(self) -> Any:
-        """``shared.wiring.Services`` backed by this pipeline's fakes and clock (install as ``wiring._cached``)."""
+        """``shared.wiring.Services`` backed by this pipeline's fakes and clock."""
         from shared.wiring import Services
 
         services = Services(settings=self.settings, clock=self.clock)

@@ -6,26 +6,34 @@ Lineages are built through the real pipeline (upload, tune, poll, smoke test) on
 "foreign" models are made by changing a model's live labels after it was created, which is what
 the execution-time label check exists for. A property test then throws random lineage histories
 at the cleanup and checks the same rules.
+
+Every undeploy and delete is a long-running operation that stays running for
+``OPERATION_POLLS`` polls (as on Vertex, where they take minutes); one test makes them outlast a
+cleanup pass and checks that nothing counts as deleted before its operation finished.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.cleanup import OperationWait
+from shared.errors import CleanupPendingError
 from shared.events import EventType, build_event, job_event_data
-from shared.poller import tuning_view
 from shared.ports import OutgoingEvent, TuningJobSpec
 from shared.records import DatasetRef, JobRecord, new_record
 from shared.states import JobStatus, TuningState
 from shared.tuning_config import TuningConfig
+from shared.tuning_view import tuning_view
 
 from .harness import ANSWER, BUCKET, DEPLOYMENT, T0, Pipeline, examples, to_message
 
 KEEP_HISTORY = "cleanup: {enabled: false}\n"
+OPERATION_POLLS = 2
 
 
 def cleanup_yaml(keep_last: int = 1, dry_run: bool = False) -> bytes:
@@ -94,7 +102,7 @@ class History:
 
 
 def history() -> History:
-    p = Pipeline()
+    p = Pipeline(operation_polls=OPERATION_POLLS)
     faq = Lineage(p)
     managed = [faq.passed("v1"), faq.passed("v2")]
     unlabelled = faq.passed("v3-relabelled")
@@ -174,7 +182,7 @@ def test_a_failed_smoke_test_deletes_nothing():
 
 
 def test_the_newest_passing_model_survives_an_older_upload_that_passes_later():
-    p = Pipeline()
+    p = Pipeline(operation_polls=OPERATION_POLLS)
     faq = Lineage(p)
     old = [faq.passed("v1"), faq.passed("v2")]
     faq.set_config(cleanup_yaml(keep_last=1))
@@ -264,7 +272,7 @@ def _job_succeeded(record: JobRecord) -> OutgoingEvent:
 def test_random_histories_never_lose_a_foreign_or_a_newest_passing_model(
     older: list[Version], keep_last: int, dry_run: bool, new_position: int
 ):
-    p = Pipeline(quota=100)
+    p = Pipeline(quota=100, operation_polls=OPERATION_POLLS)
     config = TuningConfig.from_dict(
         {
             "smoke_test": {"prompts": [{"prompt": "hi", "contains": "Acme Support"}]},
@@ -291,3 +299,46 @@ def test_random_histories_never_lose_a_foreign_or_a_newest_passing_model(
     newest_first = [model for _, model in sorted([*passing, (new.created_at, model_of(new))], reverse=True)]
     assert model_of(new) not in deleted
     assert not set(newest_first[:keep_last]) & deleted, "one of the keep_last newest passing models was deleted"
+
+
+def test_operations_that_outlast_a_pass_are_resumed_and_nothing_counts_as_deleted_before():
+    h = history()
+    h.faq.set_config(cleanup_yaml(keep_last=1))
+    # One poll per pass: every operation outlasts the pass that started it.
+    h.p.completion_options = replace(
+        h.p.completion_options, operation_wait=OperationWait(polls=1, interval_seconds=0.0)
+    )
+    deployments = sum(len(h.p.tuning.models[model_of(r)].deployments) for r in h.managed)
+    before = deletions(h.p)
+    newest = h.faq.submit("v7")
+    h.p.finish(newest)
+    h.p.clock.advance(60)
+    h.p.until_acked(h.p.poll)
+    [succeeded] = [e for e in h.p.publisher.published if e.event_id == f"{newest.id}:SUCCEEDED"]
+    message = to_message(succeeded)
+    h.p.delivered = len(h.p.publisher.published)
+
+    with pytest.raises(CleanupPendingError):
+        h.p.complete(message)
+    assert h.p.publisher.of_type(EventType.MODEL_DELETED.value) == []
+    assert all(model_of(r) in h.p.tuning.models for r in h.managed)
+    pending = [h.p.jobs.get(r.id).cleanup.retirement for r in h.managed]
+    assert all(entry["status"] == "pending" and entry["steps"][-1]["operation"] for entry in pending)
+
+    # Redeliveries poll the recorded operations and go on; no mutation is ever sent twice.
+    for _ in range(20):
+        h.p.clock.advance(h.p.settings.lease_seconds + 1)
+        try:
+            h.p.complete(message)
+            break
+        except CleanupPendingError:
+            continue
+    h.p.deliver_new_events()
+    for retired in h.managed:
+        assert model_of(retired) not in h.p.tuning.models
+        assert h.p.jobs.get(retired.id).cleanup.retired_by == newest.id
+    deleted = [e.data["model"] for e in h.p.publisher.of_type(EventType.MODEL_DELETED.value)]
+    assert sorted(deleted) == sorted(model_of(r) for r in h.managed)
+    after = deletions(h.p)
+    assert after["delete_model"] - before["delete_model"] == len(h.managed)
+    assert after["undeploy_model"] - before["undeploy_model"] == deployments

@@ -453,7 +453,7 @@ def test_an_unforeseen_storage_error_is_retried_or_recorded_never_left_in_receiv
     except Exception as exc:
         if is_retryable(exc):
             pipe.deliver_until_acked(event)  # the platform redelivers: fine, as long as it finishes
-        # else: functions/upload.py logs it and acknowledges the event; there is no redelivery
+        # else: functions/intake.py logs it and acknowledges the event; there is no redelivery
     pipe.clock.advance(pipe.settings.lease_seconds + 1)
     pipe.settle()
     record = pipe.record(event)

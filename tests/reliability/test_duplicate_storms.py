@@ -254,12 +254,12 @@ def test_hundred_deliveries_of_each_event_type_have_one_effect(event_type: Event
 
 
 def _app(monkeypatch, p: Pipeline, target: str, source: str, signature: str):
-    monkeypatch.setattr(wiring, "_cached", p.services())
+    wiring.install_services(p.services())
     return functions_framework.create_app(target, str(ROOT / "functions" / source), signature)
 
 
 def test_hundred_upload_events_through_the_deployed_function(monkeypatch, pipe: Pipeline):
-    app = _app(monkeypatch, pipe, "on_dataset_uploaded", "upload.py", "cloudevent")
+    app = _app(monkeypatch, pipe, "on_dataset_uploaded", "intake.py", "cloudevent")
     event = pipe.upload("datasets/faq/v1.jsonl", examples(200))
     body = json.dumps(upload_cloudevent(event))
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from helpers import T0
 
 from shared.adapters.fakes import FakeJobStore, FakeTuningBackend
 from shared.cleanup import (
     Action,
     CleanupPolicy,
+    OperationWait,
     StepResult,
     TargetStatus,
     iter_lineage_candidates,
@@ -20,15 +22,16 @@ from shared.cleanup import (
     recorded_endpoints,
     retire_model,
     run_cleanup,
+    traffic_split_without,
 )
-from shared.errors import InvalidArgumentError, PermissionDeniedError, TransientBackendError
-from shared.poller import tuning_view
+from shared.errors import CleanupPendingError, InvalidArgumentError, PermissionDeniedError, TransientBackendError
 from shared.ports import DeployedModelRef, TuningJobSpec
+from shared.record_parts import CleanupRecord
 from shared.records import DatasetRef, JobRecord
 from shared.retry import RetryPolicy
 from shared.states import JobStatus, TuningState
+from shared.tuning_view import tuning_view
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DEPLOYMENT = "sftpilot-test"
 FAST = RetryPolicy(attempts=3, initial_backoff_seconds=0.0)
 
@@ -382,3 +385,160 @@ def test_foreign_models_get_no_event_and_no_retired_mark():
     stored = lin.get(foreign)
     assert stored.cleanup is not None and stored.cleanup.retired_by is None
     assert stored.cleanup.retirement["status"] == "not_managed"
+
+
+# --- long-running operations, one retry layer, shared endpoints --------------------------------
+
+
+def _retire_waiting(lin: Lineage, target, polls: int):
+    """Retire with no sleeping and ``polls`` polls per operation."""
+    wait = OperationWait(polls=polls, interval_seconds=0.0)
+    return retire_model(
+        target, tuning=lin.tuning, managed_by=DEPLOYMENT, dry_run=False, retry=FAST, sleep=lambda s: None, wait=wait
+    )
+
+
+def _slow_lineage(polls: int) -> Lineage:
+    lin = Lineage()
+    lin.tuning.operation_polls = polls
+    return lin
+
+
+def test_operations_are_polled_until_done_and_the_mutation_is_sent_once():
+    lin = _slow_lineage(polls=2)
+    v1 = lin.job(1)
+    target = _target(lin, v1)
+    outcome = _retire_waiting(lin, target, polls=5)
+    assert outcome.status is TargetStatus.RETIRED
+    assert lin.model(v1) not in lin.tuning.models
+    assert (lin.tuning.calls["undeploy_model"], lin.tuning.calls["delete_model"]) == (2, 1)
+    assert lin.tuning.calls["get_operation"] == 5 * 3  # 2 undeploys + 2 endpoints + 1 model, 3 polls each
+
+
+def test_a_failed_poll_polls_again_and_never_resends_the_mutation():
+    lin = _slow_lineage(polls=1)
+    v1 = lin.job(1)
+    target = _target(lin, v1)
+    lin.tuning.failures.fail_next("get_operation", TransientBackendError("get_operation", 503, "busy"))
+    outcome = retire_model(
+        target, tuning=lin.tuning, managed_by=DEPLOYMENT, dry_run=False, retry=FAST, sleep=lambda s: None
+    )
+    assert outcome.status is TargetStatus.RETIRED
+    assert lin.tuning.calls["undeploy_model"] == 2  # once per deployment, the failed poll did not resend
+
+
+def test_an_unfinished_operation_leaves_the_step_pending_and_the_next_pass_resumes_it():
+    lin = _slow_lineage(polls=4)
+    v1, v2 = lin.job(1), lin.job(2)
+    quick = OperationWait(polls=2, interval_seconds=0.0)
+
+    def plan():
+        return plan_retirement(list(iter_lineage_candidates(lin.jobs, "faq")), lin.get(v2), _policy(), DEPLOYMENT)
+
+    with pytest.raises(CleanupPendingError) as raised:
+        run_cleanup(
+            plan(), jobs=lin.jobs, tuning=lin.tuning, clock=lambda: T0, event_id="e1", sleep=lambda s: None, wait=quick
+        )
+    [operation] = raised.value.operations
+    cleanup = lin.get(v1).cleanup
+    assert cleanup is not None and cleanup.retirement is not None
+    retirement = cleanup.retirement
+    assert retirement["status"] == "pending"
+    assert retirement["steps"][-1] == {
+        "action": "undeploy",
+        "target": retirement["steps"][-1]["target"],
+        "result": "pending",
+        "detail": "operation still running; the next pass polls it",
+        "operation": operation,
+    }
+    assert cleanup.retired_by is None
+    assert lin.get(v2).outbox == ()  # nothing announced as deleted
+    assert lin.model(v1) in lin.tuning.models
+
+    # The redelivery re-plans, polls the recorded operation instead of undeploying again.
+    sends = lin.tuning.calls["undeploy_model"]
+    patient = OperationWait(polls=5, interval_seconds=0.0)
+    report = run_cleanup(
+        plan(), jobs=lin.jobs, tuning=lin.tuning, clock=lambda: T0, event_id="e1", sleep=lambda s: None, wait=patient
+    )
+    assert lin.tuning.calls["undeploy_model"] == sends + 1  # only the checkpoint deployment not sent before
+    assert report.retired_models == [lin.model(v1)]
+    assert (lin.get(v1).cleanup or CleanupRecord()).retired_by == v2.id
+    assert [e.event_id for e in lin.get(v2).outbox] == [model_deleted_event_id(v2.id, lin.model(v1))]
+
+
+def test_a_model_is_not_recorded_deleted_while_its_operations_run():
+    lin = Lineage()
+    v1 = lin.job(1)
+    target = _target(lin, v1)
+    lin.tuning.operation_polls = 5
+    outcome = _retire_waiting(lin, target, polls=1)
+    assert outcome.status is TargetStatus.PENDING
+    assert not outcome.status.announces_deletion
+    assert outcome.steps[-1].result is StepResult.PENDING and outcome.steps[-1].operation
+    assert lin.model(v1) in lin.tuning.models
+
+
+def test_a_cleanup_step_that_always_fails_costs_exactly_the_retry_attempts():
+    lin = Lineage()
+    v1 = lin.job(1)
+    target = _target(lin, v1)
+    lin.tuning.failures.fail_next("get_model", *[TransientBackendError("get_model", 503, "down")] * 10)
+    with pytest.raises(TransientBackendError):
+        retire_model(target, tuning=lin.tuning, managed_by=DEPLOYMENT, dry_run=False, retry=FAST, sleep=lambda s: None)
+    assert lin.tuning.calls["get_model"] == FAST.attempts
+
+
+def test_traffic_split_gives_the_share_to_the_remaining_models_pro_rata():
+    assert traffic_split_without({"a": 50, "b": 30, "c": 20}, ["a", "b", "c"], "a") == {"b": 60, "c": 40}
+    assert traffic_split_without({"a": 100}, ["a", "b", "c"], "a") == {"b": 50, "c": 50}
+    assert traffic_split_without({"a": 34, "b": 33, "c": 33}, ["a", "b", "c"], "a") == {"b": 50, "c": 50}
+    assert traffic_split_without({"a": 0, "b": 100}, ["a", "b"], "a") is None  # no traffic: nothing to move
+    assert traffic_split_without({"a": 100}, ["a"], "a") is None  # last model: the split empties itself
+    split = traffic_split_without({"a": 10, "b": 1, "c": 1, "d": 1}, ["a", "b", "c", "d"], "a")
+    assert split is not None and sum(split.values()) == 100
+
+
+def test_undeploying_a_model_with_traffic_on_a_shared_endpoint_sends_a_traffic_split():
+    lin = Lineage()
+    v1 = lin.job(1)
+    target = _target(lin, v1)
+    endpoint = target.endpoints[0]
+    # Another model shares v1's endpoint; v1 carries all the traffic.
+    other = "projects/local/locations/us-central1/models/other@1"
+    lin.tuning.add_foreign_model(other, {"managed-by": "someone-else"})
+    lin.tuning.models[other].deployments.append(DeployedModelRef(endpoint, "other1"))
+    lin.tuning.endpoints[endpoint].append(other)
+    outcome = retire_model(target, tuning=lin.tuning, managed_by=DEPLOYMENT, dry_run=False, retry=FAST)
+    assert outcome.status is TargetStatus.RETIRED
+    undeploy = next(s for s in outcome.steps if s.action is Action.UNDEPLOY and s.target.startswith(endpoint + "#"))
+    assert undeploy.result is StepResult.DONE and "other1" in undeploy.detail
+    assert lin.tuning.traffic[endpoint] == {"other1": 100}
+    assert endpoint in lin.tuning.endpoints  # still serves the other model
+
+
+def test_the_fake_refuses_an_undeploy_that_would_strand_traffic():
+    lin = Lineage()
+    v1 = lin.job(1)
+    endpoint = recorded_endpoints(v1)[0]
+    other = "projects/local/locations/us-central1/models/other@1"
+    lin.tuning.add_foreign_model(other, {})
+    lin.tuning.models[other].deployments.append(DeployedModelRef(endpoint, "other1"))
+    lin.tuning.endpoints[endpoint].append(other)
+    deployed = lin.tuning.get_endpoint(endpoint).deployed_model_ids[0]
+    with pytest.raises(InvalidArgumentError, match="trafficSplit"):
+        lin.tuning.undeploy_model(endpoint, deployed)
+
+
+def test_past_the_pass_budget_running_operations_are_left_pending_at_once():
+    lin = _slow_lineage(polls=3)
+    v1, v2 = lin.job(1), lin.job(2)
+    plan = plan_retirement(list(iter_lineage_candidates(lin.jobs, "faq")), lin.get(v2), _policy(), DEPLOYMENT)
+    slept: list[float] = []
+    spent = OperationWait(polls=10, pass_budget_seconds=0.0)
+    with pytest.raises(CleanupPendingError):
+        run_cleanup(
+            plan, jobs=lin.jobs, tuning=lin.tuning, clock=lambda: T0, event_id="e1", sleep=slept.append, wait=spent
+        )
+    assert slept == [] and lin.tuning.calls["get_operation"] == 1  # one look, no waiting
+    assert ((lin.get(v1).cleanup or CleanupRecord()).retirement or {})["status"] == "pending"

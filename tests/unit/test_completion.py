@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
+from helpers import T0
 
 from shared.adapters.fakes import FakeBlobStore, FakeJobStore, FakePublisher, FakeTuningBackend
 from shared.cleanup import model_deleted_event_id
@@ -25,13 +26,12 @@ from shared.errors import (
 from shared.events import EventType, build_event
 from shared.poller import PollOptions, run_poll
 from shared.ports import OutgoingEvent, TuningJobSpec
-from shared.record_parts import part_dict
+from shared.record_parts import CleanupRecord, RecordError, part_dict
 from shared.records import DatasetRef, JobRecord, new_record
 from shared.retry import RetryPolicy
 from shared.states import JobStatus, TuningState
 from shared.tuning_config import TuningConfig
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DEPLOYMENT = "sftpilot-test"
 BUCKET = "acme-datasets"
 GOOD = "Hi there! Click 'Forgot password'. — Acme Support"
@@ -545,6 +545,16 @@ def test_failed_job_reason_comes_from_the_record(pipe):
     rec, message = pipe.tuned(1, end=TuningState.FAILED)
     pipe.complete(message)
     assert pipe.record(rec.id).cleanup.skipped.startswith("job FAILED: training failed")
+
+
+def test_cancelled_reason_says_the_status_once(pipe):
+    # The local server (and Vertex, in its own spelling) prefix the message with the status.
+    rec, message = pipe.tuned(1, end=TuningState.CANCELLED)
+    error = {"code": "E_TUNING_JOB", "message": "CANCELED: the tuning job was cancelled on request."}
+    pipe.jobs.update(rec.id, lambda r: r.with_changes(r.updated_at, error=RecordError.from_dict(error)))
+    pipe.complete(message)
+    skipped = (pipe.record(rec.id).cleanup or CleanupRecord()).skipped
+    assert skipped.startswith("job CANCELLED: the tuning job was cancelled on request.;")
 
 
 def test_on_failure_cleanup_retires_the_failed_jobs_own_model(pipe):

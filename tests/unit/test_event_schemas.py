@@ -11,10 +11,11 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import jsonschema
 import pytest
+from helpers import T0
 
 from shared.adapters.fakes import FakeBlobStore, FakeJobStore, FakePublisher, FakeTuningBackend
 from shared.events import SCHEMA_VERSION, EventType, load_schema
@@ -24,7 +25,6 @@ from shared.ports import OutgoingEvent, TuningJobSpec
 from shared.records import DatasetRef, JobRecord, new_record
 from shared.states import JobStatus, TuningState
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ENVELOPE = ("schema_version", "event_id", "type", "job_id", "lineage", "state", "occurred_at")
 ATTRIBUTES = {"type", "job_id", "lineage", "state", "schema_version"}
 

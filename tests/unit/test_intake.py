@@ -4,10 +4,11 @@ import io
 import json
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import jsonschema
 import pytest
+from helpers import T0, Clock
 
 from shared import logs
 from shared.adapters.fakes import FakeBlobStore, FakeJobStore, FakePublisher, FakeTuningBackend
@@ -26,7 +27,6 @@ from shared.states import JobStatus
 from shared.upload_event import FINALIZED_EVENT_TYPE, UploadEvent
 
 BUCKET = "bkt"
-T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
@@ -46,17 +46,6 @@ def examples(n: int, tag: str = "q") -> bytes:
 BAD_ROLE = b'{"contents":[{"role":"assistant","parts":[{"text":"hi"}]}]}\n'
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0 + timedelta(seconds=2)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 class Harness:
     """Fakes at every port plus helpers to upload objects and deliver their events."""
 
@@ -65,7 +54,7 @@ class Harness:
         self.jobs = FakeJobStore()
         self.publisher = FakePublisher()
         self.tuning = FakeTuningBackend(quota=5)
-        self.clock = Clock()
+        self.clock = Clock(T0 + timedelta(seconds=2))
         self.settings = Settings(project="p", bucket=BUCKET, deployment="prod", **settings)
         self.events: dict[str, UploadEvent] = {}
 
@@ -528,3 +517,24 @@ def test_an_unforeseen_error_after_submitting_is_left_for_the_poller_to_repair(h
     record = h.record(event)
     assert record.status is JobStatus.SUBMITTING and record.tuning_job is None
     assert h.publisher.published == []
+
+
+def test_a_service_account_outside_the_allow_list_is_rejected_before_submission():
+    h = Harness(tuning_service_accounts=("tuner@p.iam.gserviceaccount.com",))
+    h.blobs.put(BUCKET, "datasets/faq/tuning.yaml", b"service_account: intruder@p.iam.gserviceaccount.com\n")
+    outcome = h.deliver(h.upload("datasets/faq/v1.jsonl", examples(20)))
+    assert outcome.kind is IntakeOutcomeKind.REJECTED
+    body = h.publisher.published[0].data
+    jsonschema.validate(body, load_schema("dataset.rejected"))
+    [error] = body["config_errors"]
+    assert error["path"] == "service_account"
+    assert "intruder@p.iam.gserviceaccount.com" in error["message"] and "tuner@p" in error["message"]
+    assert h.tuning.calls["create_job"] == 0
+
+
+def test_an_allowed_service_account_reaches_vertex():
+    h = Harness(tuning_service_accounts=("tuner@p.iam.gserviceaccount.com",))
+    h.blobs.put(BUCKET, "datasets/faq/tuning.yaml", b"service_account: Tuner@p.iam.gserviceaccount.com\n")
+    outcome = h.deliver(h.upload("datasets/faq/v1.jsonl", examples(20)))
+    assert outcome.kind is not IntakeOutcomeKind.REJECTED, outcome.reason
+    assert h.tuning.calls["create_job"] == 1

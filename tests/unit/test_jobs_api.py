@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from shared.adapters.fakes import FakeJobStore, FakeTuningBackend
-from shared.api import Authenticator, JobsApi
+from shared.jobs_api import Authenticator, JobsApi
 from shared.ports import TuningJobSpec
 from shared.records import DatasetRef, JobRecord, new_record, utcnow
 from shared.states import JobStatus

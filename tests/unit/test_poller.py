@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from helpers import T0, Clock
 
 from shared.adapters.fakes import FakeJobStore, FakePublisher, FakeTuningBackend
 from shared.errors import InvalidArgumentError, PublishError, StoreUnavailableError, TransientBackendError
@@ -23,21 +24,6 @@ from shared.ports import TuningJobSpec
 from shared.records import DatasetRef, JobRecord, Lease, new_record
 from shared.settings import Settings
 from shared.states import WAITING_FOR_QUOTA, JobStatus, TuningState
-
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-class Clock:
-    """A clock the test moves by hand (stall detection, lease expiry)."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 class Crash(BaseException):
@@ -449,7 +435,7 @@ def test_pending_too_long_publishes_job_stalled_once():
     assert event.event_id == f"{rec.id}:stalled"
     assert event.event_type == "job.stalled"
     assert event.attributes["state"] == "PENDING"
-    assert event.data["since"] == "2026-03-02T09:00:00.000000Z"
+    assert event.data["since"] == "2026-11-21T10:00:00.000000Z"  # T0
     assert event.data["stalled_for_seconds"] == 61 * 60
     assert event.data["tuning_job"] == rec.tuning_job
     w.clock.advance(hours=5)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
+from helpers import T0
 
 from shared.adapters.fakes import FakeBlobStore, FakeTuningBackend
 from shared.errors import BlobReadError, NotFoundError, PermissionDeniedError, TransientBackendError
@@ -33,7 +33,6 @@ from shared.smoke_test import (
 )
 from shared.states import JobStatus
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ENDPOINT = "projects/p/locations/us-central1/endpoints/e1"
 CKPT = "projects/p/locations/us-central1/endpoints/e1-c1"
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import jsonschema
 import pytest
+from helpers import T0, Clock
 
 from shared.adapters.fakes import FakeJobStore, FakeTuningBackend
 from shared.errors import (
@@ -19,19 +20,6 @@ from shared.records import DatasetRef, JobRecord, Lease, new_record
 from shared.states import JobStatus, TuningState
 from shared.submission import SubmitStep, build_spec, submit_tuning_job
 from shared.tuning_config import TuningConfig
-
-T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def _record(**config_overrides) -> JobRecord:

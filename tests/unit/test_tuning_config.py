@@ -324,3 +324,26 @@ def test_merged_layers_are_checked_against_the_budget_together():
     with pytest.raises(TuningConfigError) as info:
         resolve_config(blobs, BUCKET, "datasets/faq/v1.jsonl", "datasets/", {"smoke_test": {"from_validation": 3}})
     assert "3 prompt(s) x 1 target(s) x (120 s timeout" in info.value.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("account", "allowed", "ok"),
+    [
+        (None, (), True),
+        ("a@p.iam.gserviceaccount.com", ("a@p.iam.gserviceaccount.com",), True),
+        ("a@p.iam.gserviceaccount.com", (), False),
+        ("b@p.iam.gserviceaccount.com", ("a@p.iam.gserviceaccount.com",), False),
+    ],
+)
+def test_service_account_allow_list(account, allowed, ok):
+    from shared.tuning_config import TuningConfig, check_service_account
+
+    config = TuningConfig(service_account=account)
+    if ok:
+        check_service_account(config, allowed)
+        return
+    with pytest.raises(TuningConfigError) as caught:
+        check_service_account(config, allowed)
+    [problem] = caught.value.problems
+    assert problem.path == "service_account"
+    assert account in problem.message and "SFTPILOT_TUNING_SERVICE_ACCOUNTS" in problem.message

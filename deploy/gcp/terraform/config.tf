@@ -62,7 +62,7 @@ locals {
       memory          = "512Mi"
       timeout_seconds = 300
       max_instances   = 1
-      ingress         = "ALLOW_ALL"
+      ingress         = "ALLOW_INTERNAL_ONLY"
       service_account = "poller"
     }
     completion = {
@@ -118,6 +118,7 @@ locals {
       SFTPILOT_API_AUDIENCE       = var.api_audience != "" ? var.api_audience : local.api_url
     },
     { for k, v in { SFTPILOT_API_CANCEL_PRINCIPALS = join(",", var.api_cancel_principals) } : k => v if v != "" },
+    { for k, v in { SFTPILOT_TUNING_SERVICE_ACCOUNTS = join(",", var.tuning_service_accounts) } : k => v if v != "" },
     { for k, v in local.optional_settings : k => v if v != null },
   )
 
@@ -169,18 +170,21 @@ locals {
   }
 
   # Every grant of roles.json, one entry per member, keyed "principal|role|on|member".
-  grants = merge([
-    for g in local.roles_table.grants : {
-      for m in local.members[g.principal] :
-      "${g.principal}|${g.role}|${g.on}|${m}" => {
-        principal = g.principal
-        member    = m
-        role      = g.role
-        on        = g.on
-        condition = g.condition == null ? null : local.conditions[g.condition]
+  # "tuning_service_accounts" is one grant per listed account, on "service_account:EMAIL".
+  grants = merge(flatten([
+    for g in local.roles_table.grants : [
+      for on in(g.on == "tuning_service_accounts" ? [for sa in var.tuning_service_accounts : "service_account:${sa}"] : [g.on]) : {
+        for m in local.members[g.principal] :
+        "${g.principal}|${g.role}|${on}|${m}" => {
+          principal = g.principal
+          member    = m
+          role      = g.role
+          on        = on
+          condition = g.condition == null ? null : local.conditions[g.condition]
+        }
       }
-    }
-  ]...)
+    ]
+  ])...)
 
   # Composite indexes of the jobs collection, keyed like "status_asc__created_at_desc".
   job_indexes = {

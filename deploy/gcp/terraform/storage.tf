@@ -23,6 +23,14 @@ resource "google_storage_bucket" "sources" {
   force_destroy               = true
   labels                      = { managed-by = var.managed_by }
 
+  lifecycle {
+    # The default name is "<bucket>-sources": Cloud Storage allows at most 63 characters.
+    precondition {
+      condition     = length(local.source_bucket) <= 63
+      error_message = "source bucket name ${local.source_bucket} is longer than 63 characters: shorten bucket or set source_bucket."
+    }
+  }
+
   lifecycle_rule {
     condition {
       age = 30

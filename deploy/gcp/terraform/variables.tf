@@ -10,12 +10,23 @@ variable "project" {
 variable "bucket" {
   description = "Name of the dataset bucket (created). Upload datasets under datasets_prefix."
   type        = string
+
+  # https://cloud.google.com/storage/docs/buckets#naming: 3-63 characters.
+  validation {
+    condition     = length(var.bucket) >= 3 && length(var.bucket) <= 63
+    error_message = "bucket: Cloud Storage bucket names are 3-63 characters."
+  }
 }
 
 variable "region" {
   description = "Region of the functions, the bucket, the scheduler job and the Eventarc triggers."
   type        = string
   default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region: not a region like us-central1 or europe-west10."
+  }
 }
 
 variable "name_prefix" {
@@ -124,6 +135,14 @@ variable "tuning_location" {
   description = "Vertex AI region of the tuning jobs. Null: the sftpilot default (us-central1)."
   type        = string
   default     = null
+
+  # Regions of "Supported tuning job regions" on
+  # https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning-region-settings
+  # (read 2026-12-04); the same list as TUNING_REGIONS in deploy/gcp/config.py.
+  validation {
+    condition     = var.tuning_location == null || contains(["asia-east1", "asia-east2", "asia-northeast1", "asia-northeast3", "asia-south1", "asia-southeast1", "australia-southeast1", "europe-central2", "europe-north1", "europe-southwest1", "europe-west1", "europe-west2", "europe-west3", "europe-west4", "europe-west6", "europe-west8", "europe-west9", "me-central1", "me-central2", "me-west1", "northamerica-northeast1", "southamerica-east1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west4"], coalesce(var.tuning_location, "us-central1"))
+    error_message = "tuning_location: Gemini supervised tuning is offered in asia-east1, asia-east2, asia-northeast1, asia-northeast3, asia-south1, asia-southeast1, australia-southeast1, europe-central2, europe-north1, europe-southwest1, europe-west1, europe-west2, europe-west3, europe-west4, europe-west6, europe-west8, europe-west9, me-central1, me-central2, me-west1, northamerica-northeast1, southamerica-east1, us-central1, us-east1, us-east4, us-east5, us-south1, us-west1, us-west4."
+  }
 }
 
 variable "max_event_age_seconds" {
@@ -183,6 +202,12 @@ variable "api_invokers" {
 
 variable "api_cancel_principals" {
   description = "E-mail addresses allowed to cancel jobs through the jobs API."
+  type        = list(string)
+  default     = []
+}
+
+variable "tuning_service_accounts" {
+  description = "Service accounts a tuning.yaml may name as service_account (the functions get actAs on them)."
   type        = list(string)
   default     = []
 }

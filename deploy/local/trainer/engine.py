@@ -22,7 +22,10 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from deploy.local.trainer.api import (
+from deploy.local.trainer.dataset import read_conversations
+from deploy.local.trainer.errors import EmptyDatasetError, TrainingCancelled
+from deploy.local.trainer.formatting import IGNORE_INDEX, EncodedExample, encode_conversation
+from deploy.local.trainer.spec import (
     Checkpoint,
     DataStats,
     Precision,
@@ -30,9 +33,6 @@ from deploy.local.trainer.api import (
     TrainRequest,
     TrainResult,
 )
-from deploy.local.trainer.dataset import read_conversations
-from deploy.local.trainer.errors import EmptyDatasetError, TrainingCancelled
-from deploy.local.trainer.formatting import IGNORE_INDEX, EncodedExample, encode_conversation
 from deploy.local.trainer.threads import default_num_threads
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -62,7 +62,7 @@ def run_training(
     should_stop: Callable[[], bool] | None = None,
     on_data_stats: Callable[[DataStats], None] | None = None,
 ) -> TrainResult:
-    """See ``deploy.local.trainer.api.train``."""
+    """See ``deploy.local.trainer.spec.train``."""
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     stop_requested = should_stop or (lambda: False)
     tokenizer = load_tokenizer(request.model_dir)

@@ -9,26 +9,31 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploy.local.trainer.dataset import parse_contents
 from deploy.local.trainer.errors import TrainerError
+from deploy.local.trainer.generation import (
+    FINISH_MAX_TOKENS,
+    FINISH_STOP,
+    AdapterNotFoundError,
+    GenerationResult,
+    PromptTooLongError,
+)
 
-if TYPE_CHECKING:
+__all__ = [
+    "FINISH_MAX_TOKENS",
+    "FINISH_STOP",
+    "AdapterNotFoundError",
+    "GenerationResult",
+    "Generator",
+    "InvalidGenerationConfigError",
+    "PromptTooLongError",
+]
+
+if TYPE_CHECKING:  # inference imports torch: loaded only when a model is (see Generator._get)
     from deploy.local.trainer.inference import LoadedModel
-
-FINISH_STOP = "STOP"
-FINISH_MAX_TOKENS = "MAX_TOKENS"
-
-
-class AdapterNotFoundError(TrainerError):
-    """``adapter_dir`` holds neither a LoRA adapter nor a full model."""
-
-    def __init__(self, adapter_dir: Path) -> None:
-        self.adapter_dir = adapter_dir
-        super().__init__(f"{adapter_dir} holds neither adapter_config.json (LoRA) nor config.json (full model)")
 
 
 class InvalidGenerationConfigError(TrainerError, ValueError):
@@ -38,30 +43,6 @@ class InvalidGenerationConfigError(TrainerError, ValueError):
         self.field_name = field_name
         self.reason = reason
         super().__init__(f"{field_name}: {reason}")
-
-
-class PromptTooLongError(TrainerError, ValueError):
-    """The prompt plus the requested output does not fit the model's context window."""
-
-    def __init__(self, prompt_tokens: int, max_output_tokens: int, context_window: int) -> None:
-        self.prompt_tokens = prompt_tokens
-        self.max_output_tokens = max_output_tokens
-        self.context_window = context_window
-        super().__init__(
-            f"prompt of {prompt_tokens} tokens plus maxOutputTokens={max_output_tokens} exceeds "
-            f"the local model's context window of {context_window} tokens"
-        )
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    """One candidate: its text, token counts and why decoding ended (``STOP`` or ``MAX_TOKENS``)."""
-
-    text: str
-    prompt_token_count: int
-    candidates_token_count: int
-    finish_reason: str
-    skipped_non_text_parts: int = 0
 
 
 class Generator:

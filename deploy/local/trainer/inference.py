@@ -13,7 +13,7 @@ from transformers.utils import logging as transformers_logging
 
 from deploy.local.trainer.dataset import ParsedContents
 from deploy.local.trainer.formatting import encode_prompt
-from deploy.local.trainer.generate import (
+from deploy.local.trainer.generation import (
     FINISH_MAX_TOKENS,
     FINISH_STOP,
     AdapterNotFoundError,

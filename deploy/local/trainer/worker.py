@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from deploy.local.trainer.api import (
+from deploy.local.trainer.spec import (
     DatasetError,
     DatasetParseError,
     DataStats,
@@ -34,8 +34,8 @@ from deploy.local.trainer.api import (
     StepMetrics,
     TrainingCancelled,
     TrainRequest,
-    train,
 )
+from deploy.local.trainer.training import train
 
 PROGRESS_FILE = "progress.jsonl"
 RESULT_FILE = "result.json"

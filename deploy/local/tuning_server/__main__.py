@@ -19,6 +19,7 @@ from deploy.local.tuning_server.config import (
     ModelMapError,
     QuotaMode,
     ServerConfig,
+    VersionedDelete,
     default_model_cache_dir,
     parse_model_map,
 )
@@ -67,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seq-len", type=int, default=512)
     parser.add_argument("--worker-threads", type=int, default=None, help="torch threads per worker")
     parser.add_argument("--max-restarts", type=int, default=3, help="restarts of a RUNNING job before FAILED")
+    parser.add_argument(
+        "--operation-polls",
+        type=int,
+        default=1,
+        help="polls an undeploy/delete operation stays done=false before it finishes (default 1; 0 = at once)",
+    )
+    parser.add_argument(
+        "--versioned-model-delete",
+        choices=[mode.value for mode in VersionedDelete],
+        default=VersionedDelete.REJECT.value,
+        help="DELETE models/ID@VERSION: reject = 400 INVALID_ARGUMENT (default), accept = delete the model",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -75,6 +88,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Turn parsed arguments into a :class:`ServerConfig` (raises ValueError on bad values)."""
     if args.quota < 1:
         raise ValueError("--quota must be >= 1")
+    if args.operation_polls < 0:
+        raise ValueError("--operation-polls must be >= 0")
     if args.default_epochs < 1 or args.batch_size < 1 or args.max_seq_len < 8:
         raise ValueError("--default-epochs and --batch-size must be >= 1, --max-seq-len >= 8")
     model_map = dict(DEFAULT_MODEL_MAP)
@@ -97,6 +112,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_seq_len=args.max_seq_len,
         worker_threads=args.worker_threads,
         max_restarts=args.max_restarts,
+        operation_polls=args.operation_polls,
+        versioned_model_delete=VersionedDelete(args.versioned_model_delete),
     )
 
 

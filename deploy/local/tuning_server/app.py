@@ -17,9 +17,19 @@ POST        {P}/publishers/google/models/{name}:generateContent            base 
 GET/DELETE  {P}/endpoints/{id}; POST {P}/endpoints/{id}:undeployModel      endpoints
 GET         {P}/endpoints                                                  list endpoints
 GET/DELETE  {P}/models/{id}[@1]; GET {P}/models                            models
-GET         {P}/operations/{id}                                            (always done)
+GET         {P}/operations/{id}                                            undeploy/delete operations
 GET         {P}/metadataStores/.., {P}/tensorboards/..                     metric series (.metrics)
 ==========  ============================================================  =====================
+
+Undeploy and deletes answer with a long-running operation that stays ``done: false`` for
+``ServerConfig.operation_polls`` polls; the change happens when it finishes (as on Vertex, where
+they run for minutes). Refusals follow the REST reference: a model still deployed or an endpoint
+with deployed models -> 400 FAILED_PRECONDITION
+(https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.models/delete);
+undeploying a model that carries traffic while others stay deployed needs a ``trafficSplit``
+that takes its traffic away, else 400 FAILED_PRECONDITION
+(https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.endpoints/undeployModel);
+``DELETE models/{id}@{version}`` -> 400 INVALID_ARGUMENT unless ``versioned_model_delete=accept``.
 
 Controls: ``GET /healthz``, ``POST /__script``, ``GET /__script``, ``GET /__requests``,
 ``POST /__reset``, ``POST /__jobstate {"name", "state", "error"?}`` (see :mod:`.faults`).
@@ -32,14 +42,16 @@ import json
 import re
 import secrets
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from deploy.local.tuning_server import metrics
-from deploy.local.tuning_server.config import ServerConfig
+from deploy.local.tuning_server.config import ServerConfig, VersionedDelete
 from deploy.local.tuning_server.faults import FaultInjector
 from deploy.local.tuning_server.filters import matches, parse_filter
 from deploy.local.tuning_server.inference import InferenceService, Target
@@ -76,6 +88,35 @@ class _Call:
 
 
 @dataclass
+class _Operation:
+    """A running undeploy/delete: ``apply`` makes the change when the operation finishes."""
+
+    name: str
+    metadata_type: str
+    remaining: int
+    apply: Callable[[], None]
+    done: bool = False
+    error: JSON | None = None
+
+    def to_resource(self) -> JSON:
+        """The google.longrunning ``Operation`` JSON."""
+        data: JSON = {
+            "name": self.name,
+            "metadata": {
+                "@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{self.metadata_type}",
+                "genericMetadata": {"createTime": now_rfc3339(), "updateTime": now_rfc3339()},
+            },
+            "done": self.done,
+        }
+        if self.done:
+            if self.error is not None:
+                data["error"] = self.error
+            else:
+                data["response"] = {"@type": "type.googleapis.com/google.protobuf.Empty"}
+        return data
+
+
+@dataclass
 class Response:
     """What the HTTP layer writes."""
 
@@ -104,6 +145,9 @@ class TuningApp:
         self.runner = JobRunner(config, self.store)
         self.inference = InferenceService(config, self.store)
         self.faults = FaultInjector()
+        self.operations: dict[str, _Operation] = {}
+        """Running and finished operations (in memory: a restart forgets them, clients re-check)."""
+        self._operations_lock = threading.Lock()
 
     def start(self) -> None:
         """Recover state from disk and start scheduling jobs."""
@@ -185,7 +229,7 @@ class TuningApp:
         if collection == "publishers" and is_publisher_model and method == "POST" and verb in _GENERATE_VERBS:
             return self._generate(self.inference.publisher_target(parts[3]), body, verb)
         if collection == "operations" and len(parts) == 2 and method == "GET" and not verb:
-            return Response.json({"name": f"{parent}/operations/{parts[1]}", "done": True})
+            return Response.json(self._poll_operation(f"{parent}/operations/{parts[1]}"))
         raise not_found(f"The requested URL {path} was not found on this server.")
 
     def _tuning_jobs(self, call: _Call) -> Response:
@@ -256,31 +300,104 @@ class TuningApp:
             if method == "GET" and not verb:
                 return Response.json(endpoint.to_resource())
             if method == "DELETE" and not verb:
-                if endpoint.deployed_models:
-                    ids = ", ".join(d.deployed_model_id for d in endpoint.deployment_list)
-                    raise failed_precondition(
-                        f"Endpoint {endpoint.name} has deployed models ({ids}); undeploy them before deleting it."
-                    )
-                self.store.remove_endpoint(endpoint_id)
-                return Response.json(_done_operation(parent, "DeleteOperationMetadata"))
+                self._check_endpoint_empty(endpoint)
+
+                def delete_endpoint() -> None:
+                    current = self.store.endpoints.get(endpoint_id)
+                    if current is not None:
+                        self._check_endpoint_empty(current)
+                        self.store.remove_endpoint(endpoint_id)
+
+                return Response.json(self._start_operation(parent, "DeleteOperationMetadata", delete_endpoint))
             if method == "POST" and verb == "undeployModel":
                 deployed_model_id = body.get("deployedModelId")
                 if not isinstance(deployed_model_id, str) or not deployed_model_id:
                     raise invalid_argument("deployedModelId is required.")
-                remaining = [d for d in endpoint.deployed_models if d["deployed_model_id"] != deployed_model_id]
-                if len(remaining) == len(endpoint.deployed_models):
-                    raise not_found(f"Deployed model {deployed_model_id} not found on endpoint {endpoint.name}.")
-                endpoint.deployed_models = remaining
-                endpoint.update_time = now_rfc3339()
-                self.store.save_endpoint(endpoint)
-                for model in list(self.store.models.values()):
-                    kept = [d for d in model.deployments if d["deployed_model_id"] != deployed_model_id]
-                    if len(kept) != len(model.deployments):
-                        model.deployments = kept
-                        model.update_time = now_rfc3339()
-                        self.store.save_model(model)
-                return Response.json(_done_operation(parent, "UndeployModelOperationMetadata"))
+                split = _traffic_split(body.get("trafficSplit"))
+                self._check_undeploy(endpoint, deployed_model_id, split)
+
+                def undeploy() -> None:
+                    self._undeploy(endpoint_id, deployed_model_id, split)
+
+                return Response.json(self._start_operation(parent, "UndeployModelOperationMetadata", undeploy))
         raise not_found(f"Unknown endpoint method {method} {endpoint_id}:{verb}.")
+
+    @staticmethod
+    def _check_endpoint_empty(endpoint: Any) -> None:
+        if endpoint.deployed_models:
+            ids = ", ".join(d.deployed_model_id for d in endpoint.deployment_list)
+            raise failed_precondition(
+                f"Endpoint {endpoint.name} has deployed models ({ids}); undeploy them before deleting it."
+            )
+
+    @staticmethod
+    def _check_undeploy(endpoint: Any, deployed_model_id: str, split: dict[str, int] | None) -> None:
+        ids = [d.deployed_model_id for d in endpoint.deployment_list]
+        if deployed_model_id not in ids:
+            raise not_found(f"Deployed model {deployed_model_id} not found on endpoint {endpoint.name}.")
+        others = [i for i in ids if i != deployed_model_id]
+        if split is not None:
+            unknown = sorted(set(split) - set(ids))
+            if unknown:
+                raise invalid_argument(f"trafficSplit names deployed models not on {endpoint.name}: {unknown}.")
+            if others and sum(split.values()) != 100:
+                raise invalid_argument(f"trafficSplit must add up to 100, got {sum(split.values())}.")
+        if not others:
+            return  # the last model: the endpoint's split simply ends up empty
+        carries = endpoint.traffic.get(deployed_model_id, 0) > 0
+        if carries and (split is None or split.get(deployed_model_id, 0) > 0):
+            raise failed_precondition(
+                f"Deployed model {deployed_model_id} has {endpoint.traffic[deployed_model_id]}% of the traffic of "
+                f"{endpoint.name}; give it to the other deployed models ({', '.join(others)}) with trafficSplit "
+                "in the undeployModel request."
+            )
+
+    def _undeploy(self, endpoint_id: str, deployed_model_id: str, split: dict[str, int] | None) -> None:
+        endpoint = self.store.endpoints.get(endpoint_id)
+        if endpoint is not None:
+            remaining = [d for d in endpoint.deployed_models if d["deployed_model_id"] != deployed_model_id]
+            endpoint.deployed_models = remaining
+            if split is not None:
+                endpoint.traffic_split = {k: v for k, v in split.items() if k != deployed_model_id and v > 0}
+            elif endpoint.traffic_split is not None:
+                endpoint.traffic_split.pop(deployed_model_id, None)
+            if not remaining:
+                endpoint.traffic_split = None
+            endpoint.update_time = now_rfc3339()
+            self.store.save_endpoint(endpoint)
+        for model in list(self.store.models.values()):
+            kept = [d for d in model.deployments if d["deployed_model_id"] != deployed_model_id]
+            if len(kept) != len(model.deployments):
+                model.deployments = kept
+                model.update_time = now_rfc3339()
+                self.store.save_model(model)
+
+    def _start_operation(self, parent: str, metadata_type: str, apply: Callable[[], None]) -> JSON:
+        """Start an operation; with ``operation_polls == 0`` it is done (and applied) at once."""
+        name = f"{parent}/operations/{10**18 + secrets.randbelow(9 * 10**18)}"
+        operation = _Operation(name, metadata_type, self.config.operation_polls, apply)
+        with self._operations_lock:
+            self.operations[name] = operation
+        if operation.remaining <= 0:
+            return self._poll_operation(name)
+        return operation.to_resource()
+
+    def _poll_operation(self, name: str) -> JSON:
+        with self._operations_lock:
+            operation = self.operations.get(name)
+            if operation is None:
+                raise not_found(f"Operation {name} not found.")
+            if not operation.done and operation.remaining > 0:
+                operation.remaining -= 1
+                return operation.to_resource()
+            if not operation.done:
+                operation.done = True
+                try:
+                    with self.store.lock:
+                        operation.apply()
+                except ApiError as error:
+                    operation.error = {"code": _RPC_CODES.get(error.status, 2), "message": error.message}
+            return operation.to_resource()
 
     def _endpoint(self, parent: str, endpoint_id: str) -> Any:
         endpoint = self.store.endpoints.get(endpoint_id)
@@ -296,7 +413,7 @@ class TuningApp:
             return Response.json({"models": sorted(models, key=lambda m: m["name"])})
         if len(parts) != 2:
             raise not_found(f"Unknown model method {'/'.join(parts)}.")
-        model_id, _, version = parts[1].partition("@")
+        model_id, at, version = parts[1].partition("@")
         if version not in {"", "1", "default"}:
             raise not_found(f"Model {parent}/models/{parts[1]} not found (only version 1 exists).")
         if method == "POST" and verb in _GENERATE_VERBS:
@@ -307,19 +424,34 @@ class TuningApp:
             if method == "GET" and not verb:
                 return Response.json(model.to_resource())
             if method == "DELETE" and not verb:
-                if model.deployments:
-                    endpoints = ", ".join(d.endpoint for d in model.deployment_list)
-                    raise failed_precondition(
-                        f"The model {model.name} is deployed to {endpoints}; undeploy it from every endpoint first."
+                if at and self.config.versioned_model_delete is VersionedDelete.REJECT:
+                    raise invalid_argument(
+                        f"models.delete takes projects/{{project}}/locations/{{location}}/models/{{model}} without "
+                        f"a version, got {parts[1]!r}; the only version of a model cannot be deleted on its own."
                     )
-                self.store.remove_model(model_id)
-                adapter_dirs = [Path(c["adapter_dir"]) for c in model.checkpoints]
-        if method == "DELETE" and not verb:
-            for adapter_dir in adapter_dirs:
-                folder = adapter_dir if adapter_dir.is_absolute() else self.store.state_dir / adapter_dir
-                shutil.rmtree(folder, ignore_errors=True)
-            return Response.json(_done_operation(parent, "DeleteOperationMetadata"))
+                self._check_model_undeployed(model)
+
+                def delete_model() -> None:
+                    current = self.store.models.get(model_id)
+                    if current is None:
+                        return
+                    self._check_model_undeployed(current)
+                    self.store.remove_model(model_id)
+                    for item in current.checkpoints:
+                        folder = Path(item["adapter_dir"])
+                        folder = folder if folder.is_absolute() else self.store.state_dir / folder
+                        shutil.rmtree(folder, ignore_errors=True)
+
+                return Response.json(self._start_operation(parent, "DeleteOperationMetadata", delete_model))
         raise not_found(f"Unknown model method {method} {model_id}:{verb}.")
+
+    @staticmethod
+    def _check_model_undeployed(model: Any) -> None:
+        if model.deployments:
+            endpoints = ", ".join(d.endpoint for d in model.deployment_list)
+            raise failed_precondition(
+                f"The model {model.name} is deployed to {endpoints}; undeploy it from every endpoint first."
+            )
 
     def _model(self, parent: str, model_id: str) -> Any:
         model = self.store.models.get(model_id)
@@ -353,6 +485,8 @@ class TuningApp:
             self.faults.reset()
             if data.get("state", True):
                 self.runner.reset()
+                with self._operations_lock:
+                    self.operations.clear()
             return Response.json({})
         if path == "/__jobstate" and method == "POST":
             name = data.get("name")
@@ -407,13 +541,19 @@ def _decode_token(token: str) -> int | None:
         raise invalid_argument(f"Invalid pageToken {token!r}.") from None
 
 
-def _done_operation(parent: str, metadata_type: str) -> JSON:
-    return {
-        "name": f"{parent}/operations/{10**18 + secrets.randbelow(9 * 10**18)}",
-        "metadata": {
-            "@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{metadata_type}",
-            "genericMetadata": {"createTime": now_rfc3339(), "updateTime": now_rfc3339()},
-        },
-        "done": True,
-        "response": {"@type": "type.googleapis.com/google.protobuf.Empty"},
-    }
+_RPC_CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "FAILED_PRECONDITION": 9, "INTERNAL": 13}
+"""google.rpc.Code numbers for an operation's ``error`` (operations carry rpc codes, not HTTP codes)."""
+
+
+def _traffic_split(raw: Any) -> dict[str, int] | None:
+    """``trafficSplit`` of an undeployModel request (map of deployed model id -> percent), or None."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise invalid_argument("trafficSplit must be a map of deployed model id to percent.")
+    split: dict[str, int] = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+            raise invalid_argument(f"trafficSplit[{key!r}] must be a percentage, got {value!r}.")
+        split[str(key)] = int(value)
+    return split

@@ -43,6 +43,16 @@ class QuotaMode(StrEnum):
     and start it when a slot frees (what Vertex may do instead of a 429; see runner.create_job)."""
 
 
+class VersionedDelete(StrEnum):
+    """What ``DELETE models/{id}@{version}`` does (Vertex's answer is not documented)."""
+
+    REJECT = "reject"
+    """400 INVALID_ARGUMENT: ``models.delete`` takes ``models/{model}`` without a version
+    (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.models/delete)."""
+    ACCEPT = "accept"
+    """Delete the whole model, ignoring the version suffix."""
+
+
 class ModelMapError(ValueError):
     """A ``--model-map`` entry is not ``name=local-model``."""
 
@@ -103,6 +113,11 @@ class ServerConfig:
     poll_interval_seconds: float = 0.2
     cancel_grace_seconds: float = 30.0
     """After SIGTERM, a worker that has not stopped within this time is killed."""
+    operation_polls: int = 1
+    """Polls an undeploy/delete operation answers ``done: false`` before it finishes (0 = done at
+    once). The change takes effect when the operation finishes, as on Vertex, where these
+    operations run for minutes."""
+    versioned_model_delete: VersionedDelete = VersionedDelete.REJECT
 
     def local_model_for(self, base_model: str) -> str | None:
         """The local model that stands in for ``base_model``, or None when it is not tunable."""

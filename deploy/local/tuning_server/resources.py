@@ -249,7 +249,7 @@ class EndpointDeployment:
 
 @dataclass
 class StoredEndpoint:
-    """An endpoint serving zero or more deployed models (all traffic to the first one)."""
+    """An endpoint serving zero or more deployed models (all traffic to the first one unless split)."""
 
     endpoint_id: str
     name: str
@@ -259,6 +259,16 @@ class StoredEndpoint:
     """:class:`EndpointDeployment` dicts."""
     create_time: str
     update_time: str
+    traffic_split: dict[str, int] | None = None
+    """Deployed model id -> percent, as set by an undeploy's ``trafficSplit``; None = all to the first."""
+
+    @property
+    def traffic(self) -> dict[str, int]:
+        """The effective split over the models deployed now."""
+        ids = [d.deployed_model_id for d in self.deployment_list]
+        if self.traffic_split is not None:
+            return {key: value for key, value in self.traffic_split.items() if key in ids}
+        return {ids[0]: 100} if ids else {}
 
     @property
     def deployment_list(self) -> list[EndpointDeployment]:
@@ -292,7 +302,7 @@ class StoredEndpoint:
                     }
                     for d in deployments
                 ],
-                "trafficSplit": {deployments[0].deployed_model_id: 100} if deployments else None,
+                "trafficSplit": self.traffic or None,
                 "createTime": self.create_time,
                 "updateTime": self.update_time,
             }

@@ -442,8 +442,8 @@ class JobRunner:
         self._check_cancel(job_id)
 
         try:
-            from deploy.local.trainer.api import TrainRequest  # noqa: PLC0415 - torch-free, but lazy
             from deploy.local.trainer.models import resolve_model_dir  # noqa: PLC0415
+            from deploy.local.trainer.spec import TrainRequest  # noqa: PLC0415 - torch-free, but lazy
 
             model_dir = resolve_model_dir(settings.local_model, self.config.model_cache_dir)
             request = TrainRequest(
@@ -532,7 +532,7 @@ class JobRunner:
         raw = _read_json_file(output_dir / "data_stats.json")
         if raw is None:
             return False
-        from deploy.local.trainer.api import DataStats  # noqa: PLC0415 - torch-free
+        from deploy.local.trainer.spec import DataStats  # noqa: PLC0415 - torch-free
 
         stats = DataStats.from_dict(raw)
         with self.store.lock:
@@ -597,7 +597,7 @@ class JobRunner:
             self._fail(job_id, RPC_INTERNAL, f"Training worker exited with status {return_code}: {tail}")
 
     def _succeed(self, job_id: str, result_file: Path, output_dir: Path, settings: TrainingSettings) -> None:
-        from deploy.local.trainer.api import TrainResult  # noqa: PLC0415
+        from deploy.local.trainer.spec import TrainResult  # noqa: PLC0415
 
         result = TrainResult.from_json(result_file.read_text(encoding="utf-8"))
         if not result.checkpoints:

@@ -59,7 +59,7 @@ def real_backend(url: str, **overrides) -> VertexTuningBackend:
 @pytest.fixture(params=["fake", "real"])
 def harness(request: pytest.FixtureRequest) -> BackendHarness:
     if request.param == "fake":
-        fake = FakeTuningBackend(project=TEST_PROJECT, location=TEST_LOCATION)
+        fake = FakeTuningBackend(project=TEST_PROJECT, location=TEST_LOCATION, operation_polls=1)
 
         def finish_fake(name: str) -> TuningJob:
             job = fake.get_job(name)
@@ -190,18 +190,35 @@ def test_a_succeeded_job_serves_its_endpoint_and_cleans_up_in_vertex_order(harne
     with pytest.raises(InvalidArgumentError):  # still has a deployed model
         harness.backend.delete_endpoint(job.endpoint)
 
-    harness.backend.undeploy_model(deployment.endpoint, deployment.deployed_model_id)
+    # Each mutation is a long-running operation (one poll "not done" on both backends): nothing
+    # changes until it finishes, and until then the next step is refused as Vertex would.
+    undeploying = harness.backend.undeploy_model(deployment.endpoint, deployment.deployed_model_id)
+    assert undeploying is not None
+    assert harness.backend.get_model(job.tuned_model).deployments == (deployment,)
+    with pytest.raises(InvalidArgumentError):
+        harness.backend.delete_model(job.tuned_model)
+    assert harness.backend.get_operation(undeploying) is False
+    assert harness.backend.get_operation(undeploying) is True
     assert harness.backend.get_model(job.tuned_model).deployments == ()
     with pytest.raises(NotFoundError):
         harness.backend.undeploy_model(deployment.endpoint, deployment.deployed_model_id)
-    harness.backend.delete_endpoint(job.endpoint)
+    _finish(harness, harness.backend.delete_endpoint(job.endpoint))
     with pytest.raises(NotFoundError):
         harness.backend.delete_endpoint(job.endpoint)
-    harness.backend.delete_model(job.tuned_model)
+    deleting = harness.backend.delete_model(job.tuned_model)  # ends in @1: the adapter drops the version
+    assert harness.backend.get_model(job.tuned_model).name
+    _finish(harness, deleting)
     with pytest.raises(NotFoundError):
         harness.backend.get_model(job.tuned_model)
     with pytest.raises(NotFoundError):
         harness.backend.delete_model(job.tuned_model)
+    with pytest.raises(NotFoundError):
+        harness.backend.get_operation(f"{PARENT}/operations/404")
+
+
+def _finish(harness: BackendHarness, operation: str | None) -> None:
+    if operation is not None:
+        wait_until(lambda: harness.backend.get_operation(operation), bool, timeout=30)
 
 
 def test_base_models_generate_by_name(harness):

@@ -325,9 +325,14 @@ def test_models_get_and_deletion_preconditions(genai_client, trained_format_job)
     assert {e.name for e in model.endpoints} == checkpoint_endpoints
     assert all(e.deployed_model_id for e in model.endpoints)
 
+    unversioned = trained_format_job.tuned_model.model.split("@", 1)[0]
+    with pytest.raises(errors.ClientError) as raised:
+        genai_client.models.delete(model=unversioned)
+    assert (raised.value.code, raised.value.status) == (400, "FAILED_PRECONDITION")
+    # models.delete takes models/{model} without a version (the server's default refuses one)
     with pytest.raises(errors.ClientError) as raised:
         genai_client.models.delete(model=trained_format_job.tuned_model.model)
-    assert (raised.value.code, raised.value.status) == (400, "FAILED_PRECONDITION")
+    assert (raised.value.code, raised.value.status) == (400, "INVALID_ARGUMENT")
     with pytest.raises(errors.ClientError) as raised:
         genai_client._api_client.request("delete", trained_format_job.tuned_model.endpoint, {})
     assert (raised.value.code, raised.value.status) == (400, "FAILED_PRECONDITION")

@@ -15,11 +15,12 @@ import pytest
 import yaml
 from transformers import AutoTokenizer
 
-from deploy.local.trainer.api import TrainRequest, TrainResult, train
 from deploy.local.trainer.dataset import parse_contents
 from deploy.local.trainer.formatting import IGNORE_INDEX, encode_conversation
 from deploy.local.trainer.generate import Generator
 from deploy.local.trainer.models import SMOLLM2_135M, resolve_model_dir
+from deploy.local.trainer.spec import TrainRequest, TrainResult
+from deploy.local.trainer.training import train
 from deploy.local.tuning_server.config import default_model_cache_dir
 
 pytestmark = pytest.mark.slow

@@ -4,15 +4,20 @@ paging, filters, queueing, fault scripts and the restart policy."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from deploy.local.tuning_server.app import TuningApp
-from deploy.local.tuning_server.config import QuotaMode, ServerConfig
+from deploy.local.tuning_server.config import QuotaMode, ServerConfig, VersionedDelete
 from deploy.local.tuning_server.filters import matches, parse_filter
+from deploy.local.tuning_server.resources import StoredEndpoint, StoredModel
+from deploy.local.tuning_server.server import TuningServer
 from deploy.local.tuning_server.store import StateStore
 from deploy.local.tuning_server.wire import ApiError
+from shared.adapters.vertex import VertexTuningBackend
+from shared.cleanup import OperationWait, RetirementTarget, TargetStatus, retire_model
 
 PARENT = "projects/p/locations/us-central1"
 AUTH = {"Authorization": "Bearer t"}
@@ -217,5 +222,170 @@ def test_models_and_endpoints_404_and_operations(app):
     assert call(app, "DELETE", f"/v1/{PARENT}/endpoints/1")[0] == 404
     assert call(app, "POST", f"/v1/{PARENT}/endpoints/1:undeployModel", {"deployedModelId": "2"})[0] == 404
     assert call(app, "POST", f"/v1/{PARENT}/endpoints/1:generateContent", {"contents": []})[0] == 404
-    assert call(app, "GET", f"/v1/{PARENT}/operations/5") == (200, {"name": f"{PARENT}/operations/5", "done": True})
+    assert call(app, "GET", f"/v1/{PARENT}/operations/5")[0] == 404  # only operations the server started
     assert call(app, "GET", f"/v1/{PARENT}/endpoints") == (200, {"endpoints": []})
+
+
+# --- undeploy and deletes: operations and refusals as on Vertex ---------------------------------
+# Undeploy and deletes on the tuning server behave like Vertex where the cleanup depends on it.
+#
+# In-process (no sockets, no training): models and endpoints are put in the store as a finished
+# job would leave them. What is checked, each from the REST reference:
+#
+# * undeploy/delete answer a google.longrunning Operation that stays ``done: false`` for
+#  ``operation_polls`` polls; the change happens when it finishes;
+# * deleting a deployed model or an endpoint with deployed models -> 400 FAILED_PRECONDITION
+#  (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.models/delete);
+# * undeploying a model that carries traffic while others stay on the endpoint needs a
+#  ``trafficSplit`` that takes it away
+#  (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.endpoints/undeployModel);
+# * ``DELETE models/ID@1`` is refused or accepted per ``versioned_model_delete`` (undocumented:
+#  both ways are tested).
+
+T = "2026-01-01T00:00:00Z"
+
+
+def seed(app: TuningApp, model_id: str, endpoint_id: str, deployed_model_id: str, *, shared: bool = False) -> None:
+    """A model deployed on an endpoint (appended to the endpoint when ``shared``)."""
+    endpoint_name = f"{PARENT}/endpoints/{endpoint_id}"
+    model = StoredModel(
+        model_id=model_id,
+        name=f"{PARENT}/models/{model_id}",
+        display_name=model_id,
+        description="",
+        labels={"managed-by": "sftpilot"},
+        job_name=f"{PARENT}/tuningJobs/{model_id}",
+        base_model="gemini-2.5-flash",
+        local_model="tiny-llama",
+        checkpoints=[{"checkpoint_id": "1", "epoch": 1, "step": 1, "adapter_dir": f"adapters/{model_id}"}],
+        deployments=[{"endpoint": endpoint_name, "deployed_model_id": deployed_model_id, "checkpoint_id": "1"}],
+        create_time=T,
+        update_time=T,
+    )
+    app.store.save_model(model)
+    deployment = {
+        "deployed_model_id": deployed_model_id,
+        "model": f"{model.name}@1",
+        "checkpoint_id": "1",
+        "create_time": T,
+    }
+    endpoint = app.store.endpoints.get(endpoint_id) if shared else None
+    if endpoint is None:
+        endpoint = StoredEndpoint(endpoint_id, endpoint_name, endpoint_id, {}, [], T, T)
+    endpoint.deployed_models.append(deployment)
+    app.store.save_endpoint(endpoint)
+
+
+def poll(app: TuningApp, operation: dict) -> dict:
+    status, answer = call(app, "GET", f"/v1/{operation['name']}")
+    assert status == 200
+    return answer
+
+
+@pytest.fixture
+def slow(tmp_path: Path) -> TuningApp:
+    app = make_app(tmp_path / "state", operation_polls=2)
+    seed(app, "m1", "e1", "d1")
+    return app
+
+
+def test_operations_stay_running_for_the_configured_polls_then_apply(slow):
+    status, operation = call(slow, "POST", f"/v1/{PARENT}/endpoints/e1:undeployModel", {"deployedModelId": "d1"})
+    assert status == 200 and operation["done"] is False and "/operations/" in operation["name"]
+    assert operation["metadata"]["@type"].endswith("UndeployModelOperationMetadata")
+    # still deployed while the operation runs: deleting the model is refused as on Vertex
+    status, error = call(slow, "DELETE", f"/v1/{PARENT}/models/m1")
+    assert (status, error["error"]["status"]) == (400, "FAILED_PRECONDITION")
+    assert poll(slow, operation)["done"] is False
+    assert poll(slow, operation)["done"] is False
+    done = poll(slow, operation)
+    assert done["done"] is True and "error" not in done and "response" in done
+    assert call(slow, "GET", f"/v1/{PARENT}/models/m1")[1]["deployedModels"] == []
+
+    status, deleting = call(slow, "DELETE", f"/v1/{PARENT}/models/m1")
+    assert status == 200 and deleting["done"] is False
+    assert call(slow, "GET", f"/v1/{PARENT}/models/m1")[0] == 200  # not gone until the operation ends
+    for _ in range(3):
+        answer = poll(slow, deleting)
+    assert answer["done"] is True
+    assert call(slow, "GET", f"/v1/{PARENT}/models/m1")[0] == 404
+
+
+def test_zero_polls_answers_done_operations(tmp_path):
+    app = make_app(tmp_path / "state", operation_polls=0)
+    seed(app, "m1", "e1", "d1")
+    status, operation = call(app, "POST", f"/v1/{PARENT}/endpoints/e1:undeployModel", {"deployedModelId": "d1"})
+    assert status == 200 and operation["done"] is True
+    assert call(app, "DELETE", f"/v1/{PARENT}/endpoints/e1")[1]["done"] is True
+    assert call(app, "GET", f"/v1/{PARENT}/endpoints/e1")[0] == 404
+
+
+def test_deleting_an_endpoint_with_deployed_models_is_a_failed_precondition(slow):
+    status, error = call(slow, "DELETE", f"/v1/{PARENT}/endpoints/e1")
+    assert (status, error["error"]["code"], error["error"]["status"]) == (400, 400, "FAILED_PRECONDITION")
+    assert "undeploy" in error["error"]["message"]
+
+
+@pytest.mark.parametrize("mode", list(VersionedDelete))
+def test_a_versioned_model_name_on_delete(tmp_path, mode):
+    app = make_app(tmp_path / "state", operation_polls=0, versioned_model_delete=mode)
+    seed(app, "m1", "e1", "d1")
+    call(app, "POST", f"/v1/{PARENT}/endpoints/e1:undeployModel", {"deployedModelId": "d1"})
+    status, answer = call(app, "DELETE", f"/v1/{PARENT}/models/m1@1")
+    if mode is VersionedDelete.REJECT:
+        assert (status, answer["error"]["status"]) == (400, "INVALID_ARGUMENT")
+        assert "without a version" in answer["error"]["message"]
+        assert call(app, "GET", f"/v1/{PARENT}/models/m1")[0] == 200
+    else:
+        assert status == 200 and answer["done"] is True
+        assert call(app, "GET", f"/v1/{PARENT}/models/m1")[0] == 404
+
+
+def test_undeploying_a_model_with_traffic_from_a_shared_endpoint_needs_a_traffic_split(tmp_path):
+    app = make_app(tmp_path / "state", operation_polls=0)
+    seed(app, "m1", "e1", "d1")
+    seed(app, "m2", "e1", "d2", shared=True)
+    assert call(app, "GET", f"/v1/{PARENT}/endpoints/e1")[1]["trafficSplit"] == {"d1": 100}
+
+    status, error = call(app, "POST", f"/v1/{PARENT}/endpoints/e1:undeployModel", {"deployedModelId": "d1"})
+    assert (status, error["error"]["status"]) == (400, "FAILED_PRECONDITION")
+    assert "trafficSplit" in error["error"]["message"]
+    bad = {"deployedModelId": "d1", "trafficSplit": {"d1": 50, "d2": 50}}
+    assert call(app, "POST", f"/v1/{PARENT}/endpoints/e1:undeployModel", bad)[0] == 400
+    unknown = {"deployedModelId": "d1", "trafficSplit": {"d9": 100}}
+    assert call(app, "POST", f"/v1/{PARENT}/endpoints/e1:undeployModel", unknown)[0] == 400
+
+    good = {"deployedModelId": "d1", "trafficSplit": {"d2": 100}}
+    status, operation = call(app, "POST", f"/v1/{PARENT}/endpoints/e1:undeployModel", good)
+    assert status == 200 and operation["done"] is True
+    endpoint = call(app, "GET", f"/v1/{PARENT}/endpoints/e1")[1]
+    assert [d["id"] for d in endpoint["deployedModels"]] == ["d2"] and endpoint["trafficSplit"] == {"d2": 100}
+    # a model without traffic leaves without a split; the last one leaves an empty endpoint
+    status, _ = call(app, "POST", f"/v1/{PARENT}/endpoints/e1:undeployModel", {"deployedModelId": "d2"})
+    assert status == 200
+    assert "trafficSplit" not in call(app, "GET", f"/v1/{PARENT}/endpoints/e1")[1]
+
+
+def test_the_cleanup_retires_a_model_from_a_shared_endpoint_through_the_real_adapter(tmp_path):
+    """VertexTuningBackend + shared.cleanup against the strict server (HTTP, operations running)."""
+    server = TuningServer(make_app(tmp_path / "state", operation_polls=2, port=0).config)
+    seed(server.app, "m1", "e1", "d1")
+    seed(server.app, "m2", "e1", "d2", shared=True)
+    server.start_background()
+    try:
+        backend = VertexTuningBackend("p", "us-central1", base_url=server.url)
+        target = RetirementTarget("job1", f"{PARENT}/models/m1@1", (f"{PARENT}/endpoints/e1",), datetime.now(UTC))
+        outcome = retire_model(
+            target,
+            tuning=backend,
+            managed_by="sftpilot",
+            dry_run=False,
+            sleep=lambda s: None,
+            wait=OperationWait(polls=5, interval_seconds=0.0),
+        )
+    finally:
+        server.shutdown()
+    assert outcome.status is TargetStatus.RETIRED, outcome
+    assert "m1" not in server.app.store.models
+    endpoint = server.app.store.endpoints["e1"]  # kept: it still serves m2, with all the traffic
+    assert endpoint.traffic == {"d2": 100}

@@ -3,7 +3,7 @@
 A job really trained on the local tuning server (tiny model, the shared ``trained_format_job``)
 is tracked by a record in the Firestore emulator; the real poller copies its loss curves
 through :meth:`VertexTuningBackend.read_metric_series` (the TensorBoard REST shape). The real
-``jobs_api`` app serves ``/ui/`` behind :class:`shared.ui.proxy.DashboardProxy`, which adds the
+``jobs_api`` app serves ``/ui/`` behind :class:`shared.cli.ui_proxy.DashboardProxy`, which adds the
 token, and chromium checks what a person sees. ``SFTPILOT_UPDATE_SCREENSHOTS=1`` also writes
 the README's screenshots (``docs/dashboard-*.png``).
 """
@@ -28,11 +28,11 @@ from deploy.local.tuning_server.testing import TEST_LOCATION, TEST_PROJECT
 from shared.adapters.fakes import FakePublisher
 from shared.adapters.firestore import FirestoreJobStore
 from shared.adapters.vertex import VertexTuningBackend
+from shared.cli.ui_proxy import DashboardProxy, Target
 from shared.poller import PollOptions, run_poll
 from shared.records import DatasetRef, JobRecord, new_record, utcnow
 from shared.settings import Settings
 from shared.states import JobStatus
-from shared.ui.proxy import DashboardProxy, Target
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def dashboard(emulators, store, monkeypatch) -> Iterator[str]:
     )
     services.__dict__["jobs"] = store
     monkeypatch.setattr(wiring, "_cached", services)
-    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/api.py"), "http")
+    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/jobs_api.py"), "http")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -127,7 +127,7 @@ def _trained_record(store: FirestoreJobStore, job_name: str, tuning: VertexTunin
     assert not summary.errors, summary.errors
     polled = store.get(record.id)
     assert polled is not None and polled.status is JobStatus.SUCCEEDED
-    series = ((polled.tuning or {}).get("curves") or {}).get("series") or {}
+    series = ((polled.tuning.curves if polled.tuning else None) or {}).get("series") or {}
     assert len(series["train_total_loss"]["steps"]) >= 2, series
 
     def smoke(current: JobRecord) -> JobRecord:

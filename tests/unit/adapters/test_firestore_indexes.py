@@ -19,6 +19,7 @@ from shared.adapters.firestore import (
     REQUIRED_COMPOSITE_INDEXES,
     FirestoreJobStore,
     is_single_generation,
+    needs_memory_filter,
     plan_query,
 )
 from shared.ports import JobQuery, QueryOrder
@@ -100,3 +101,12 @@ def test_one_generation_is_a_lookup_not_a_query():
     assert is_single_generation(JobQuery(dataset="gs://b/d.jsonl#3"))
     assert not is_single_generation(JobQuery(dataset="gs://b/d.jsonl"))
     assert not is_single_generation(JobQuery())
+
+
+def test_firestore_gets_one_equality_filter_and_the_rest_is_filtered_in_memory():
+    query = JobQuery(statuses=frozenset({JobStatus.QUEUED}), lineage="faq", pending_outbox=True)
+    plan = plan_query(query)
+    assert [field for field, _, _ in plan.equalities] == ["lineage"]
+    assert needs_memory_filter(query) and not needs_memory_filter(JobQuery(lineage="faq"))
+    # One index per (pushed field, ordering) and the queue order with a date range: 4 * 3 + 1.
+    assert len(REQUIRED_COMPOSITE_INDEXES) == 13

@@ -248,13 +248,39 @@ def test_get_does_not_retry_not_found(backend, client, sleeps):
     assert sleeps == []
 
 
-def test_cancel_and_deletes_are_retried(backend, client, sleeps):
-    client.script.answers = [api_error(503, "UNAVAILABLE"), None, api_error(502, "BAD_GATEWAY"), None]
+def test_cancel_is_retried(backend, client, sleeps):
+    client.script.answers = [api_error(503, "UNAVAILABLE"), None]
     backend.cancel_job(JOB_NAME)
-    backend.delete_model("projects/p/locations/us-central1/models/7")
-    assert [call[0] for call in client.script.calls] == ["cancel", "cancel", "delete", "delete"]
-    assert client.script.calls[-1][1] == "projects/p/locations/us-central1/models/7"
-    assert len(sleeps) == 2
+    assert [call[0] for call in client.script.calls] == ["cancel", "cancel"]
+    assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.delete_model("projects/p/locations/us-central1/models/7@1"),
+        lambda b: b.delete_endpoint("endpoints/1"),
+        lambda b: b.undeploy_model("endpoints/1", "11"),
+        lambda b: b.get_operation("projects/p/locations/us-central1/operations/9"),
+        lambda b: b.get_model("projects/p/locations/us-central1/models/7@1"),
+        lambda b: b.get_endpoint("endpoints/1"),
+        lambda b: b.generate("endpoints/1", GenerationRequest(contents=[])),
+    ],
+)
+def test_smoke_test_and_cleanup_calls_are_sent_once_their_caller_retries(backend, client, sleeps, call):
+    # One retry layer: shared.retry in the smoke test and the cleanup; never a second one here.
+    client.script.answers = [api_error(503, "UNAVAILABLE"), {}]
+    with pytest.raises(TransientBackendError):
+        call(backend)
+    assert len(client.script.calls) == 1
+    assert sleeps == []
+
+
+def test_delete_model_sends_the_unversioned_name_and_returns_the_running_operation(backend, client):
+    operation = "projects/p/locations/us-central1/operations/5"
+    client.script.answers = [{"name": operation, "done": False}]
+    assert backend.delete_model("projects/p/locations/us-central1/models/7@1") == operation
+    assert client.script.calls[0][:2] == ("delete", "projects/p/locations/us-central1/models/7")
 
 
 # --- error mapping ------------------------------------------------------------------------------
@@ -486,17 +512,38 @@ def test_get_model_reads_labels_and_deployments(backend, client):
     assert info.create_time == datetime(2025, 6, 1, 10, tzinfo=UTC)
 
 
-def test_undeploy_waits_for_the_long_running_operation(backend, client, sleeps):
+def test_undeploy_returns_its_operation_and_polling_reads_done(backend, client, sleeps):
     operation = "projects/p/locations/us-central1/operations/9"
-    client.script.answers = [{"name": operation, "done": False}, {"name": operation, "done": True}]
-    backend.undeploy_model("projects/p/locations/us-central1/endpoints/1", "11")
+    client.script.answers = [{"name": operation, "done": False}, {"name": operation}, {"name": operation, "done": True}]
+    assert backend.undeploy_model("projects/p/locations/us-central1/endpoints/1", "11") == operation
     assert client.script.calls[0] == (
         "post",
         "projects/p/locations/us-central1/endpoints/1:undeployModel",
         {"deployedModelId": "11"},
     )
-    assert client.script.calls[1][:2] == ("get", operation)
-    assert len(sleeps) == 1
+    assert backend.get_operation(operation) is False
+    assert backend.get_operation(operation) is True
+    assert [c[:2] for c in client.script.calls[1:]] == [("get", operation), ("get", operation)]
+    assert sleeps == []
+
+
+def test_undeploy_sends_the_traffic_split_in_the_same_request(backend, client):
+    client.script.answers = [{"name": "projects/p/locations/l/operations/1", "done": True}]
+    assert backend.undeploy_model("endpoints/1", "11", {"22": 70, "33": 30}) is None
+    assert client.script.calls[0][2] == {"deployedModelId": "11", "trafficSplit": {"22": 70, "33": 30}}
+
+
+def test_get_endpoint_reads_deployed_ids_and_traffic(backend, client):
+    client.script.answers = [
+        {
+            "name": "projects/p/locations/us-central1/endpoints/1",
+            "deployedModels": [{"id": "11"}, {"id": "22"}],
+            "trafficSplit": {"11": 80, "22": "20"},
+        }
+    ]
+    info = backend.get_endpoint("endpoints/1")
+    assert info.deployed_model_ids == ("11", "22")
+    assert info.traffic_split == {"11": 80, "22": 20}
 
 
 def test_a_failed_operation_raises_its_mapped_error(backend, client):

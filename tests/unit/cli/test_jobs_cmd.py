@@ -17,8 +17,10 @@ from werkzeug.serving import make_server
 
 import shared.wiring as wiring
 from shared.adapters.fakes import FakeJobStore, FakeTuningBackend
+from shared.cli.jobs_cmd import cleanup_summary
 from shared.cli.main import main
 from shared.ports import TuningJobSpec
+from shared.record_parts import CleanupRecord
 from shared.records import DatasetRef, new_record, utcnow
 from shared.settings import Settings
 from shared.states import JobStatus
@@ -35,8 +37,8 @@ def served(monkeypatch):
     )
     services.__dict__["jobs"] = jobs
     services.__dict__["tuning"] = tuning
-    monkeypatch.setattr(wiring, "_cached", services)
-    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/api.py"), "http")
+    wiring.install_services(services)
+    app = functions_framework.create_app("jobs_api", str(ROOT / "functions/jobs_api.py"), "http")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -230,6 +232,13 @@ def test_unreachable_api_is_a_clear_error(monkeypatch):
     result = CliRunner().invoke(main, ["jobs", "list"])
     assert result.exit_code == 2
     assert "cannot reach the jobs API" in result.output
+
+
+def test_cleanup_summary_names_steps_still_pending():
+    run = {"targets": [{"status": "retired"}, {"status": "pending"}], "retired_models": ["m1"]}
+    assert cleanup_summary(CleanupRecord(run=run)) == (
+        "1 superseded model(s) retired, 1 pending (Vertex operations still running; resumed automatically)"
+    )
 
 
 def test_watch_right_after_upload_waits_for_the_record_to_appear(served):

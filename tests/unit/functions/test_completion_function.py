@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import functions_framework
 import pytest
+from helpers import T0
 
 import shared.logs as logs
 import shared.wiring as wiring
 from shared.adapters.fakes import FakeBlobStore, FakeJobStore, FakePublisher, FakeTuningBackend
 from shared.errors import PublishError
-from shared.poller import tuning_view
 from shared.ports import TuningJobSpec
 from shared.records import DatasetRef, JobRecord
 from shared.settings import Settings
 from shared.states import JobStatus, TuningState
 from shared.tuning_config import TuningConfig
+from shared.tuning_view import tuning_view
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = ROOT / "tests" / "events"
@@ -32,7 +33,6 @@ BUCKET = "sftpilot-test-bucket"
 DEPLOYMENT = "sftpilot-test"
 V2_ID = "3d5baddf7e3d66c56b4f67d1e1328891"  # the job of pubsub_job_succeeded.json
 V3_ID = "388e27808538d7a5f2840544fb9a8928"  # the job of pubsub_job_failed.json
-T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 
 
@@ -104,7 +104,7 @@ def _client(monkeypatch, fakes: Fakes):
     services = wiring.Services(settings=settings, clock=lambda: T0 + timedelta(days=1))
     for port in ("jobs", "tuning", "blobs", "publisher"):
         services.__dict__[port] = getattr(fakes, port)
-    monkeypatch.setattr(wiring, "_cached", services)
+    wiring.install_services(services)
     source = str(ROOT / "functions" / "completion.py")
     return functions_framework.create_app("on_tuning_completed", source, "cloudevent").test_client()
 

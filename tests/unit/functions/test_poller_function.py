@@ -31,7 +31,7 @@ def _client(monkeypatch, fakes: Fakes):
     services.__dict__["jobs"] = fakes.jobs
     services.__dict__["tuning"] = fakes.tuning
     services.__dict__["publisher"] = fakes.publisher
-    monkeypatch.setattr(wiring, "_cached", services)
+    wiring.install_services(services)
     return functions_framework.create_app("poll_tuning_jobs", str(ROOT / "functions/poller.py"), "http").test_client()
 
 
@@ -89,7 +89,7 @@ def test_unreachable_store_answers_500_with_a_clear_error(monkeypatch):
 def test_missing_settings_answer_500_naming_the_setting(monkeypatch):
     for name in ("GOOGLE_CLOUD_PROJECT", "SFTPILOT_PROJECT", "SFTPILOT_BUCKET", "SFTPILOT_SETTINGS_FILE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(wiring, "_cached", None)
+    wiring.reset_services_cache()
     app = functions_framework.create_app("poll_tuning_jobs", str(ROOT / "functions/poller.py"), "http")
     response = app.test_client().post("/")
     assert response.status_code == 500

@@ -16,8 +16,9 @@ from trainer_test_data import (
     write_jsonl,
 )
 
-from deploy.local.trainer.api import TrainRequest, TrainResult, train
 from deploy.local.trainer.models import TINY_LLAMA, resolve_model_dir
+from deploy.local.trainer.spec import TrainRequest, TrainResult
+from deploy.local.trainer.training import train
 
 
 @pytest.fixture(scope="session")

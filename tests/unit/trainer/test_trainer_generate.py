@@ -6,7 +6,6 @@ import pytest
 from trainer_test_data import ANSWER_FORMAT, user_turn
 from transformers import AutoTokenizer
 
-from deploy.local.trainer.api import TrainResult
 from deploy.local.trainer.dataset import ContentsFormatError, parse_contents
 from deploy.local.trainer.formatting import encode_prompt
 from deploy.local.trainer.generate import (
@@ -15,6 +14,7 @@ from deploy.local.trainer.generate import (
     InvalidGenerationConfigError,
     PromptTooLongError,
 )
+from deploy.local.trainer.spec import TrainResult
 
 QUESTION = [user_turn("Tell me about rocket.")]
 

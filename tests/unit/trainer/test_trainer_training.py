@@ -18,12 +18,13 @@ from trainer_test_data import (
 )
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from deploy.local.trainer.api import StepMetrics, TrainRequest, TrainResult, train
 from deploy.local.trainer.dataset import read_conversations
 from deploy.local.trainer.engine import batch_loss, collate, encode_file
 from deploy.local.trainer.errors import DatasetParseError, EmptyDatasetError, TrainingCancelled
 from deploy.local.trainer.formatting import IGNORE_INDEX, encode_conversation
 from deploy.local.trainer.generate import Generator
+from deploy.local.trainer.spec import StepMetrics, TrainRequest, TrainResult
+from deploy.local.trainer.training import train
 
 RequestFactory = Callable[..., TrainRequest]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from trainer_test_data import TRAIN_WORDS, answer_format_records, write_jsonl
 
-from deploy.local.trainer.api import TrainRequest, TrainResult
+from deploy.local.trainer.spec import TrainRequest, TrainResult
 from deploy.local.trainer.worker import (
     DATA_STATS_FILE,
     ERROR_FILE,

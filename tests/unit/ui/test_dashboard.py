@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import pytest
 
 from shared.adapters.fakes import FakeJobStore, FakeTuningBackend
-from shared.api import Authenticator, JobsApi
+from shared.jobs_api import Authenticator, JobsApi
 from shared.records import DatasetRef, JobRecord, new_record, utcnow
 from shared.states import JobStatus
 from shared.ui import CSRF_COOKIE, check_csrf, csrf_cookie

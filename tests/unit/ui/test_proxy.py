@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from shared.cli.ui_proxy import CachedToken, DashboardProxy, Target, resolve_target
 from shared.errors import SettingsError
-from shared.ui.proxy import CachedToken, DashboardProxy, Target, resolve_target
 
 
 @pytest.fixture

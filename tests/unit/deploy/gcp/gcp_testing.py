@@ -44,6 +44,7 @@ api_invokers = [
   "serviceAccount:ci@acme-ml-dev.iam.gserviceaccount.com", # trailing comma next
 ]
 api_cancel_principals = ["ana@acme.example", "bo@acme.example"]
+tuning_service_accounts = ["tuner@acme-ml-prod.iam.gserviceaccount.com"]
 grant_tuning_agent_bucket_read = false
 default_base_model = "gemini-2.5-flash-lite"
 default_epochs = 5

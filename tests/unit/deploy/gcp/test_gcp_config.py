@@ -11,7 +11,7 @@ import yaml
 from gcp_testing import EXAMPLE_VARS, GCP, PROJECT_NUMBER, unquote
 
 from deploy.gcp import config
-from deploy.gcp.config import DeploymentVars, DeployVarsError, load_vars, parse_tfvars
+from deploy.gcp.config import TUNING_REGIONS, DeploymentVars, DeployVarsError, load_vars, parse_tfvars
 from deploy.gcp.generate import main as generate_main
 from deploy.gcp.generate import terraform_variables
 from shared.adapters.fakes import FakeBlobStore
@@ -131,6 +131,10 @@ def test_concrete_defaults_match_the_settings_defaults() -> None:
         ({**MINIMAL, "name_prefix": "Sftpilot"}, "name_prefix", "3-19 chars"),
         ({**MINIMAL, "managed_by": "Team A"}, "managed_by", "label value"),
         ({**MINIMAL, "default_adapter_size": 3}, "default_adapter_size", "1, 2, 4, 8, 16"),
+        ({**MINIMAL, "tuning_location": "europe-west12"}, "tuning_location", "us-central1, us-east1"),
+        ({**MINIMAL, "bucket": "b" * 64}, "bucket", "3-63"),
+        ({**MINIMAL, "bucket": "b" * 60}, "source_bucket", "shorten bucket or set source_bucket"),
+        ({**MINIMAL, "bucket": "b-data", "source_bucket": "s" * 64}, "source_bucket", "3-63"),
     ],
 )
 def test_bad_variables_are_refused_by_name(values: dict[str, object], variable: str, fragment: str) -> None:
@@ -236,6 +240,8 @@ ALLOWED_ROLES = {
     "roles/eventarc.eventReceiver",
     "roles/run.invoker",
     "roles/run.builder",
+    "roles/iam.serviceAccountTokenCreator",
+    "roles/iam.serviceAccountUser",  # only on the listed custom tuning service accounts
 }
 PROJECT_WIDE = {
     ("upload", "roles/aiplatform.user"),
@@ -245,6 +251,8 @@ PROJECT_WIDE = {
     ("trigger", "roles/eventarc.eventReceiver"),
     ("build", "roles/run.builder"),
     ("gcs_agent", "roles/pubsub.publisher"),
+    # Push authentication in projects created before April 2021 (issue 14.3).
+    ("pubsub_agent", "roles/iam.serviceAccountTokenCreator"),
 }
 
 
@@ -320,3 +328,18 @@ def test_stale_readme_is_detected(tmp_path, capsys) -> None:
     readme.write_text(text)
     assert generate_main(["--check", "--readme", str(readme)]) == 1
     assert "stale" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("region", ["europe-west10", "europe-west12", "me-central2"])
+def test_two_digit_regions_are_accepted_for_the_functions(region: str) -> None:
+    assert DeploymentVars.from_mapping({**MINIMAL, "region": region}).region == region
+
+
+@pytest.mark.parametrize("region", TUNING_REGIONS)
+def test_every_documented_tuning_region_is_accepted(region: str) -> None:
+    assert DeploymentVars.from_mapping({**MINIMAL, "tuning_location": region}).tuning_location == region
+
+
+def test_a_bucket_leaving_room_for_the_sources_suffix_is_accepted() -> None:
+    plan = DeploymentVars.from_mapping({**MINIMAL, "bucket": "b" * 55})
+    assert len(plan.effective_source_bucket) == 63

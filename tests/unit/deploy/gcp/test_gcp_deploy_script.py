@@ -84,7 +84,9 @@ def test_every_create_is_guarded_by_a_describe(example_run: DryRun) -> None:
     lines = example_run.stdout.splitlines()
     for number, line in enumerate(lines):
         command = shlex.split(line[2:]) if line.startswith("+ ") else []
-        creates = len(command) > 3 and "create" in command[:5] and command[1:3] != ["firestore", "indexes"]
+        # `services identity create` is idempotent (it returns the existing agent).
+        idempotent = command[1:3] in (["firestore", "indexes"], ["beta", "services"])
+        creates = len(command) > 3 and "create" in command[:5] and not idempotent
         if creates and command[1:4] != ["scheduler", "jobs", "create"]:
             assert lines[number - 1].startswith("# if absent ("), f"unguarded create: {line}"
 
@@ -148,13 +150,37 @@ def _binding_target(command: list[str], plan: config.DeploymentVars) -> str:
         case ["run", "services"]:
             return f"function:{functions[resource]}"
         case ["pubsub", "subscriptions"]:
-            assert resource == f"SUBSCRIPTION_OF_{plan.name_prefix}-upload"
-            return "upload_trigger_subscription"
+            key = {f"SUBSCRIPTION_OF_{plan.name_prefix}-{k}": k for k in ("upload", "completion")}[resource]
+            return f"{key}_trigger_subscription"
+        case ["iam", "service-accounts"]:
+            assert resource in plan.tuning_service_accounts
+            return f"service_account:{resource}"
     raise AssertionError(f"unexpected IAM command {command}")
 
 
 def test_iam_bindings_are_exactly_the_role_table(example_run: DryRun) -> None:
-    plan = load_vars(EXAMPLE_VARS)
+    _assert_bindings_are_the_role_table(example_run, load_vars(EXAMPLE_VARS))
+
+
+def test_custom_tuning_service_accounts_get_exactly_their_grants(tmp_path: Path, variant_vars: Path) -> None:
+    result = dry_run(tmp_path, variant_vars)
+    assert result.returncode == 0, result.stderr
+    plan = load_vars(variant_vars)
+    _assert_bindings_are_the_role_table(result, plan)
+    on_account = {
+        (flag(c, "member"), flag(c, "role"))
+        for c in result.commands
+        if c[1:4] == ["iam", "service-accounts", "add-iam-policy-binding"]
+    }
+    assert on_account == {
+        (f"serviceAccount:{plan.service_account_email('upload')}", "roles/iam.serviceAccountUser"),
+        (f"serviceAccount:{plan.service_account_email('poller')}", "roles/iam.serviceAccountUser"),
+    }
+    env = yaml.safe_load((result.build_dir / "env.yaml").read_text())
+    assert env["SFTPILOT_TUNING_SERVICE_ACCOUNTS"] == "tuner@acme-ml-prod.iam.gserviceaccount.com"
+
+
+def _assert_bindings_are_the_role_table(example_run: DryRun, plan: config.DeploymentVars) -> None:
     applied = set()
     for command in example_run.commands:
         if "add-iam-policy-binding" not in command:
@@ -196,11 +222,12 @@ def test_scheduler_calls_the_poller_with_oidc(example_run: DryRun) -> None:
     assert flag(command, "schedule") == "* * * * *"
 
 
-def test_dead_letter_policy_is_attached_to_the_upload_trigger(example_run: DryRun) -> None:
-    (command,) = [c for c in example_run.commands if c[1:4] == ["pubsub", "subscriptions", "update"]]
-    assert command[4] == "SUBSCRIPTION_OF_sftpilot-upload"
-    assert flag(command, "dead-letter-topic") == "projects/acme-ml-prod/topics/sftpilot-uploads-dead-letter"
-    assert flag(command, "max-delivery-attempts") == "10"
+def test_dead_letter_policy_is_attached_to_the_upload_and_completion_triggers(example_run: DryRun) -> None:
+    updates = [c for c in example_run.commands if c[1:4] == ["pubsub", "subscriptions", "update"]]
+    assert [c[4] for c in updates] == ["SUBSCRIPTION_OF_sftpilot-upload", "SUBSCRIPTION_OF_sftpilot-completion"]
+    for command in updates:
+        assert flag(command, "dead-letter-topic") == "projects/acme-ml-prod/topics/sftpilot-uploads-dead-letter"
+        assert flag(command, "max-delivery-attempts") == "10"
 
 
 def test_variant_variables_flow_through(tmp_path: Path, variant_vars: Path) -> None:
@@ -250,3 +277,72 @@ def test_shell_scripts_are_valid_bash() -> None:
         assert proc.returncode == 0, proc.stderr
         assert os.access(GCP / script, os.X_OK), f"{script} must be executable"
     assert (REPO / "deploy" / "gcp" / "deploy.sh").read_text().splitlines()[0] == "#!/usr/bin/env bash"
+
+
+# --- issue 14: agents, ingress, regions ------------------------------------------------------------
+
+
+def test_pubsub_agent_can_mint_push_tokens(example_run: DryRun) -> None:
+    agent = f"serviceAccount:service-{config.PLACEHOLDER_PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    (command,) = [
+        c
+        for c in example_run.commands
+        if c[1:3] == ["projects", "add-iam-policy-binding"] and flag(c, "member") == agent
+    ]
+    assert flag(command, "role") == "roles/iam.serviceAccountTokenCreator"
+
+
+def test_only_the_jobs_api_is_reachable_from_outside(example_run: DryRun) -> None:
+    deploys = {c[3]: flag(c, "ingress-settings") for c in example_run.commands if c[1:3] == ["functions", "deploy"]}
+    assert deploys == {
+        "sftpilot-upload": "internal-only",
+        "sftpilot-poller": "internal-only",
+        "sftpilot-completion": "internal-only",
+        "sftpilot-jobs-api": "all",
+    }
+
+
+def test_an_unsupported_tuning_region_stops_the_deploy_with_the_list(tmp_path: Path) -> None:
+    vars_file = tmp_path / "bad.tfvars"
+    vars_file.write_text('project = "acme-ml-prod"\nbucket = "b-data"\ntuning_location = "europe-west12"\n')
+    result = dry_run(tmp_path, vars_file)
+    assert result.returncode == 2
+    assert "does not offer Gemini supervised tuning" in result.stderr and "europe-west4" in result.stderr
+    assert result.commands == []
+
+
+def test_the_tuning_agent_is_granted_in_a_second_step_that_never_fails_on_a_missing_agent(
+    example_run: DryRun, tmp_path: Path
+) -> None:
+    out = example_run.stdout
+    second = out.index("# === second step: the Vertex AI tuning service agent")
+    assert "gcp-sa-vertex-tune" not in out[: out.index("# === function source")]
+    tail = [shlex.split(line[2:]) for line in out[second:].splitlines() if line.startswith("+ ")]
+    assert tail[0][:5] == ["gcloud", "beta", "services", "identity", "create"]
+    assert any("gcp-sa-vertex-tune" in (flag(c, "member") or "") for c in tail)
+    # Run for real against a gcloud that answers like Google does before the first tuning job.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "gcloud").write_text(
+        '#!/bin/sh\ncase "$*" in *gcp-sa-vertex-tune*) echo "ERROR: (gcloud) INVALID_ARGUMENT: Service account'
+        ' service-1@gcp-sa-vertex-tune.iam.gserviceaccount.com does not exist." >&2; exit 1;; esac\nexit 0\n'
+    )
+    (fake_bin / "gcloud").chmod(0o755)
+    member = "serviceAccount:service-1@gcp-sa-vertex-tune.iam.gserviceaccount.com"
+    proc = subprocess.run(
+        ["bash", str(GCP / "grant-tuning-agent.sh"), "--project", "p1", "--bucket", "b1",
+         "--grant", f"{member}=roles/storage.objectViewer"],
+        capture_output=True, text=True, env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"},
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "run this step again" in proc.stdout and "first tuning job" in proc.stdout
+
+
+def test_indexes_are_built_one_at_a_time_tolerating_reruns_and_contention(example_run: DryRun) -> None:
+    creates = [c for c in example_run.commands if c[1:5] == ["firestore", "indexes", "composite", "create"]]
+    assert creates and not any("--async" in c for c in creates)  # each build is waited for
+    lines = example_run.stdout.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("+ gcloud firestore indexes composite create"):
+            assert "ALREADY_EXISTS is kept; 409/ABORTED/contention retried" in lines[number + 1]

@@ -78,7 +78,7 @@ def test_missing_entry_point_fails_the_build(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "functions", repo / "functions", ignore=shutil.ignore_patterns("__pycache__"))
     main = repo / "functions" / "main.py"
-    main.write_text(main.read_text().replace("from functions.poller import poll_tuning_jobs\n", ""))
+    main.write_text(main.read_text().replace("    from functions.poller import poll_tuning_jobs\n", ""))
     with pytest.raises(PackagingError, match="poll_tuning_jobs"):
         check_entry_points(repo)
 
@@ -163,3 +163,19 @@ def test_packaged_entry_points_import_in_a_clean_virtualenv(tmp_path: Path) -> N
     assert report["bucket"] == plan.bucket
     assert report["defaults"]["cleanup"] == config.tuning_defaults(plan)["cleanup"]
     assert report["torch_installed"] is False and report["torch_imported"] is False
+
+
+def test_bytecode_never_changes_the_archive_hash(tmp_path: Path) -> None:
+    """Terraform names the source object by the zip's MD5: stray .pyc files must not change it."""
+    repo = tmp_path / "repo"
+    for package in ("shared", "functions"):
+        shutil.copytree(REPO / package, repo / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(REPO / "pyproject.toml", repo / "pyproject.toml")
+    clean = write_zip(build_source(tmp_path / "a", repo), tmp_path / "a.zip")
+    (repo / "shared" / "__pycache__").mkdir()
+    (repo / "shared" / "__pycache__" / "settings.cpython-312.pyc").write_bytes(b"\x00bytecode")
+    (repo / "functions" / "stray.pyc").write_bytes(b"\x00bytecode")
+    dirty = write_zip(build_source(tmp_path / "b", repo), tmp_path / "b.zip")
+    assert dirty == clean
+    with zipfile.ZipFile(tmp_path / "b.zip") as archive:
+        assert not [n for n in archive.namelist() if n.endswith(".pyc") or "__pycache__" in n]

@@ -102,11 +102,15 @@ def test_every_iam_resource_is_additive_and_driven_by_local_grants(module) -> No
         targets = re.findall(r'g\.on == \\?"([^"\\]+)', body["for_each"])
         if 'startswith(g.on, "function:")' in body["for_each"]:
             targets.append("function:*")
+        if 'startswith(g.on, "service_account:")' in body["for_each"]:
+            targets.append("tuning_service_accounts")
         assert targets, f"{address} must filter local.grants by target"
         handled.update(targets)
-    dead_letter = resource(module, "terraform_data.upload_dead_letter")
+    dead_letter = resource(module, "terraform_data.dead_letter")
     assert "subscription_grants" in str(dead_letter)
-    handled.add("upload_trigger_subscription")
+    handled.update({"upload_trigger_subscription", "completion_trigger_subscription"})
+    step = resource(module, "terraform_data.tuning_agent")
+    assert "--sa-grant" in str(step) and "--grant" in str(step)
     for grant in config.roles_table()["grants"]:
         target = "function:*" if grant["on"].startswith("function:") else grant["on"]
         assert target in handled, f"roles.json grants on {grant['on']!r} but no Terraform resource applies it"
@@ -186,7 +190,8 @@ def test_terraform_grants_stay_within_the_role_table(variant_vars, evaluate_conf
         grants = evaluate_config("local.grants", vars_file)
         assert grants
         for grant in grants.values():
-            assert (grant["principal"], grant["role"], grant["on"]) in table
+            on = "tuning_service_accounts" if grant["on"].startswith("service_account:") else grant["on"]
+            assert (grant["principal"], grant["role"], on) in table
             assert grant["member"].lower() not in ("allusers", "allauthenticatedusers")
 
 
@@ -206,3 +211,53 @@ def test_terraform_refuses_public_api_invokers(invokers: str, accepted: bool, ev
     assert refused is not accepted, result.errors
     if accepted:
         assert result.returncode == 0 and result.value == json.loads(invokers), result.errors
+
+
+# --- issue 14: regions, bucket names, poller ingress ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "accepted"),
+    [
+        ("-var=tuning_location=europe-west4", True),
+        ("-var=tuning_location=us-east5", True),
+        ("-var=tuning_location=europe-west12", False),
+        ("-var=region=europe-west10", True),
+        ("-var=bucket=" + "b" * 64, False),
+    ],
+)
+def test_terraform_validates_regions_and_bucket_names(option: str, accepted: bool, evaluate_config) -> None:
+    name = option.split("=", 2)[1].removeprefix("-var=")
+    result = evaluate_config.run(f"var.{name}", EXAMPLE_VARS, [option])
+    message = " ".join(result.errors.replace("│", " ").split())
+    # terraform console reports a failed validation on stderr (its exit code stays 0).
+    refused = "This was checked by the validation rule" in message and f"{name}:" in message
+    assert refused is not accepted, message
+
+
+def test_terraform_tuning_regions_are_the_documented_list(module) -> None:
+    validation = block(module["variable"]["tuning_location"], "validation")
+    listed = re.findall(r'"([a-z]+-[a-z]+[0-9]+)"', validation["condition"])
+    assert set(listed) == set(config.TUNING_REGIONS)
+
+
+def test_sources_bucket_name_length_is_checked_before_creating_it(module) -> None:
+    lifecycle = block(resource(module, "google_storage_bucket.sources"), "lifecycle")
+    precondition = block(lifecycle, "precondition")
+    assert "length(local.source_bucket) <= 63" in precondition["condition"]
+
+
+def test_the_poller_is_internal_only(evaluate_config) -> None:
+    functions = evaluate_config("local.functions", EXAMPLE_VARS)
+    assert functions["poller"]["ingress"] == "ALLOW_INTERNAL_ONLY"
+    assert {f["ingress"] for k, f in functions.items() if k != "api"} == {"ALLOW_INTERNAL_ONLY"}
+
+
+def test_terraform_grants_the_tuning_agent_only_through_the_second_step(module) -> None:
+    datasets = resource(module, "google_storage_bucket_iam_member.datasets")
+    assert (
+        'g.principal != \\"tuning_agent\\"' in datasets["for_each"]
+        or 'g.principal != "tuning_agent"' in datasets["for_each"]
+    )
+    step = resource(module, "terraform_data.tuning_agent")
+    assert "grant-tuning-agent.sh" in str(step) and "tuning_agent_grants" in str(step)

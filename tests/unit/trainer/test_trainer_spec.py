@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.trainer.api import (
+from deploy.local.trainer.spec import (
     BASE_LEARNING_RATE,
     Checkpoint,
     DataStats,

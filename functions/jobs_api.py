@@ -1,4 +1,4 @@
-"""HTTP entry point ``jobs_api``: Flask request in, :class:`shared.api.JobsApi` response out."""
+"""HTTP entry point ``jobs_api``: Flask request in, :class:`shared.jobs_api.JobsApi` response out."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 import flask
 import functions_framework
 
-from shared.api import Authenticator, JobsApi, google_id_token_verifier
+from shared.jobs_api import Authenticator, JobsApi, google_id_token_verifier
 from shared.wiring import services_from_env
 
 

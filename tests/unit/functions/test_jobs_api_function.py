@@ -31,8 +31,8 @@ def _app(monkeypatch, jobs: FakeJobStore):
     )
     services.__dict__["jobs"] = jobs
     services.__dict__["tuning"] = FakeTuningBackend()
-    monkeypatch.setattr(wiring, "_cached", services)
-    return functions_framework.create_app("jobs_api", str(ROOT / "functions/api.py"), "http")
+    wiring.install_services(services)
+    return functions_framework.create_app("jobs_api", str(ROOT / "functions/jobs_api.py"), "http")
 
 
 def test_list_through_the_real_entry_point(monkeypatch):

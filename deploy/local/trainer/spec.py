@@ -1,7 +1,7 @@
-"""The local trainer's public interface: what to train, what comes back, and ``train()``.
+"""The local trainer's request and result types: what to train and what comes back.
 
 This module imports no torch, so the tuning server can build requests and read results
-cheaply; ``train()`` loads the torch stack on first call.
+cheaply; ``deploy.local.trainer.training.train()`` runs a request.
 
 >>> request = TrainRequest(model_dir=Path("m"), train_path=Path("t.jsonl"), validation_path=None,
 ...                        output_dir=Path("out"), epochs=2)
@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from deploy.local.trainer.dataset import read_conversations
 from deploy.local.trainer.errors import (
     DatasetError,
     DatasetParseError,
@@ -40,7 +38,6 @@ __all__ = [
     "TrainRequest",
     "TrainResult",
     "TrainingCancelled",
-    "train",
 ]
 
 # Vertex's learningRateMultiplier scales this (LoRA on a 135M model learns a style in ~50 steps).
@@ -221,36 +218,6 @@ class TrainResult:
             data_stats=DataStats.from_dict(data["data_stats"]),
             metrics=[StepMetrics.from_dict(item) for item in data.get("metrics", [])],
         )
-
-
-def train(
-    request: TrainRequest,
-    on_step: Callable[[StepMetrics], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    *,
-    on_data_stats: Callable[[DataStats], None] | None = None,
-) -> TrainResult:
-    """Train ``request`` in this process and return its checkpoints, data stats and metrics.
-
-    ``on_data_stats`` is called once the data is read (before the first step),
-    ``on_step`` after every optimizer step, ``should_stop`` before every step.
-    Raises ``DatasetError`` (``DatasetParseError`` for a bad line) and ``TrainingCancelled``.
-    """
-    # A broken file fails in milliseconds, before the torch stack is imported (~3-10 s).
-    for path in (request.train_path, request.validation_path):
-        if path is not None:
-            check_dataset_parses(path)
-    from deploy.local.trainer.engine import run_training  # noqa: PLC0415 - torch loads only when training
-
-    return run_training(request, on_step=on_step, should_stop=should_stop, on_data_stats=on_data_stats)
-
-
-def check_dataset_parses(path: Path) -> int:
-    """Read every line of ``path``; returns the example count or raises ``DatasetError``."""
-    count = sum(1 for _ in read_conversations(path))
-    if count == 0:
-        raise EmptyDatasetError(path, "the file holds no examples")
-    return count
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """The deployed ``on_dataset_uploaded`` entry point, in-process through functions-framework, on fakes.
 
 Real CloudEvent payloads come from ``tests/events/``; the app is built from the source file
-exactly as ``functions-framework --source functions/upload.py`` would serve it.
+exactly as ``functions-framework --source functions/intake.py`` would serve it.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ class Stack:
             clock=lambda: event_time + timedelta(seconds=5),
         )
         services.__dict__.update(blobs=self.blobs, jobs=self.jobs, publisher=self.publisher, tuning=self.tuning)
-        monkeypatch.setattr(wiring, "_cached", services)
-        app = functions_framework.create_app("on_dataset_uploaded", str(ROOT / "functions/upload.py"), "cloudevent")
+        wiring.install_services(services)
+        app = functions_framework.create_app("on_dataset_uploaded", str(ROOT / "functions/intake.py"), "cloudevent")
         self.client = app.test_client()
 
     def post(self, body: dict):
@@ -172,10 +172,10 @@ def test_fatal_unexpected_failure_is_logged_and_acknowledged(stack, log_lines):
 
 
 def test_invalid_settings_refuse_the_event_so_it_waits_for_the_fix(monkeypatch, log_lines):
-    monkeypatch.setattr(wiring, "_cached", None)
+    wiring.reset_services_cache()
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
     monkeypatch.setenv("SFTPILOT_BUCKET", "Not A Bucket")
-    app = functions_framework.create_app("on_dataset_uploaded", str(ROOT / "functions/upload.py"), "cloudevent")
+    app = functions_framework.create_app("on_dataset_uploaded", str(ROOT / "functions/intake.py"), "cloudevent")
     response = app.test_client().post(
         "/", data=json.dumps(fixture("gcs_finalized_dataset.json")), content_type=STRUCTURED
     )
