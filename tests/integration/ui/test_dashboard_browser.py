@@ -200,7 +200,7 @@ def test_a_person_sees_jobs_curves_smoke_test_and_cancels_a_queued_job(
     page.wait_for_selector("h1 .badge[data-status='CANCELLED']", timeout=15000)
     stored = store.get(queued.id)
     assert stored is not None and stored.status is JobStatus.CANCELLED
-    assert stored.cancel_request is not None and stored.cancel_request["by"] == "local-token"
+    assert stored.cancel_request is not None and stored.cancel_request.by == "local-token"
     assert page.locator("form.cancel").count() == 0
 
     page.goto(f"{dashboard}lineages/support")
