@@ -111,7 +111,7 @@ def _follow(
     else:
         raise TimeoutError(f"{name} did not succeed within {timeout}s")
     assert claimed is not None and job_created is not None
-    end_time = from_rfc3339((record.tuning or {}).get("end_time"))
+    end_time = from_rfc3339(record.tuning.end_time if record.tuning else None)
     assert end_time is not None
     while True:
         at, attributes = received.get(timeout=timeout)

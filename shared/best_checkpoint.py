@@ -112,7 +112,7 @@ def pick_best(scores: Sequence[CheckpointScore]) -> tuple[CheckpointScore | None
 
 
 def _checkpoints(record: JobRecord) -> list[Mapping[str, object]]:
-    raw = (record.tuning or {}).get("checkpoints") or []
+    raw = (record.tuning.checkpoints if record.tuning else None) or []
     return [c for c in raw if isinstance(c, Mapping) and isinstance(c.get("endpoint"), str) and c.get("endpoint")]
 
 
@@ -194,7 +194,7 @@ def other_endpoints(record: JobRecord, choice: Mapping[str, object] | None) -> t
     if not best_endpoint:
         return ()
     found: list[str] = []
-    tuned = (record.tuning or {}).get("endpoint")
+    tuned = record.tuning.endpoint if record.tuning else None
     for endpoint in [tuned, *(c.get("endpoint") for c in _checkpoints(record))]:
         if isinstance(endpoint, str) and endpoint and endpoint != best_endpoint and endpoint not in found:
             found.append(endpoint)

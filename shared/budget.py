@@ -28,12 +28,13 @@ stored next to the reservation (:func:`actual_cost`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from shared.ports import JobStore, SpendLedger, SpendReservation
 from shared.pricing import CostEstimate, cost_of_tokens
+from shared.record_parts import CostRecord
 from shared.records import JSON, JobRecord, to_rfc3339
 
 BUDGET_KEYS: tuple[str, ...] = ("max_billable_tokens", "max_cost_usd", "monthly_lineage_usd")
@@ -219,36 +220,47 @@ def record_actual_cost(record: JobRecord, *, jobs: JobStore, ledger: SpendLedger
     Idempotent (a recorded actual is not written again). Returns the actual, or None when the
     backend reported no billable token count.
     """
-    if (record.cost or {}).get("actual"):
+    if record.cost and record.cost.actual:
         return None
-    estimate = ((record.validation or {}).get("cost") or {}).get("estimate") or {}
-    actual = actual_cost((record.tuning or {}).get("data_stats"), estimate.get("usd_per_million"))
+    checked = _checked_cost(record)
+    estimate = checked.get("estimate") or {}
+    actual = actual_cost(record.tuning.data_stats if record.tuning else None, estimate.get("usd_per_million"))
     if actual is None:
         return None
     entry = {**actual, "recorded_at": to_rfc3339(at)}
 
     def mutate(current: JobRecord) -> JobRecord | None:
-        if (current.cost or {}).get("actual"):
+        if current.cost and current.cost.actual:
             return None
-        return current.with_changes(at, cost={**(current.cost or {}), "actual": entry})
+        return current.with_changes(at, cost=replace(current.cost or CostRecord(), actual=entry))
 
     jobs.update(record.id, mutate)
-    key = ((record.validation or {}).get("cost") or {}).get("ledger_key")
+    key = checked.get("ledger_key")
     if ledger is not None and key:
         ledger.record_actual(str(key), record.id, entry)
     return entry
 
 
-def cost_summary(validation: Mapping[str, Any] | None, cost: Mapping[str, Any] | None) -> JSON | None:
-    """Estimate vs actual of one job, from ``record.validation.cost`` and ``record.cost``.
+def _checked_cost(record: JobRecord) -> Mapping[str, Any]:
+    """The intake's budget check, ``record.validation.cost`` (empty when there was none)."""
+    return (record.validation.cost if record.validation else None) or {}
 
-    >>> cost_summary({"cost": {"estimate": {"billable_tokens": 10, "cost_usd": 1.0}, "within_budget": True}},
-    ...              {"actual": {"billable_tokens": 9, "cost_usd": 0.9}})["actual_cost_usd"]
+
+def job_cost_summary(record: JobRecord) -> JSON | None:
+    """:func:`cost_summary` of a job record (the jobs API and the demo)."""
+    return cost_summary(_checked_cost(record), record.cost.actual if record.cost else None)
+
+
+def cost_summary(checked: Mapping[str, Any] | None, actual: Mapping[str, Any] | None) -> JSON | None:
+    """Estimate vs actual of one job, from ``record.validation.cost`` and ``record.cost.actual``.
+
+    >>> cost_summary({"estimate": {"billable_tokens": 10, "cost_usd": 1.0}, "within_budget": True},
+    ...              {"billable_tokens": 9, "cost_usd": 0.9})["actual_cost_usd"]
     0.9
     """
-    checked = (validation or {}).get("cost") or {}
+    checked = checked or {}
     estimate = checked.get("estimate") or {}
-    actual = (cost or {}).get("actual") or {}
+    actual = actual or {}
     if not estimate and not actual:
         return None
     return {

@@ -66,6 +66,7 @@ from shared.errors import (
 from shared.events import EventType
 from shared.outbox import stage_event
 from shared.ports import Clock, DeployedModelRef, JobQuery, JobStore, ModelInfo, TuningBackend
+from shared.record_parts import CleanupRecord, ResolvedConfig, TuningView
 from shared.records import JSON, DatasetRef, JobRecord, to_rfc3339
 from shared.retry import RetryPolicy, Sleep, call_with_retries
 from shared.states import JobStatus
@@ -91,9 +92,9 @@ class CleanupPolicy:
     """Failed/cancelled/expired jobs: delete their own model (if any) instead of nothing."""
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> CleanupPolicy:
-        """Read ``record.config["cleanup"]`` (intake validated it; missing keys take defaults)."""
-        section = (config or {}).get("cleanup") or {}
+    def from_config(cls, config: ResolvedConfig | Mapping[str, Any] | None) -> CleanupPolicy:
+        """Read ``record.config.cleanup`` (intake validated it; missing keys take defaults)."""
+        section = config.cleanup if isinstance(config, ResolvedConfig) else (config or {}).get("cleanup") or {}
         return cls(
             enabled=bool(section.get("enabled", False)),
             keep_last=max(int(section.get("keep_last", 1) or 1), 1),
@@ -116,28 +117,26 @@ class CleanupPolicy:
 
 def smoke_test_passed(record: JobRecord) -> bool:
     """True when the record's smoke test ran and passed."""
-    return bool((record.smoke_test or {}).get("passed") is True)
+    return bool(record.smoke_test is not None and record.smoke_test.passed is True)
 
 
 def retired_by(record: JobRecord) -> str | None:
     """Id of the job whose cleanup retired this record's model, if any."""
-    value = (record.cleanup or {}).get("retired_by")
+    value = record.cleanup.retired_by if record.cleanup else None
     return str(value) if value else None
 
 
 def tuned_model_of(record: JobRecord) -> str | None:
     """The tuned model resource name recorded by the poller."""
-    value = (record.tuning or {}).get("tuned_model")
+    value = record.tuning.tuned_model if record.tuning else None
     return str(value) if value else None
 
 
 def recorded_endpoints(record: JobRecord) -> tuple[str, ...]:
     """Endpoints this service created for the job: its endpoint and its checkpoint endpoints."""
-    tuning = record.tuning or {}
+    tuning = record.tuning or TuningView()
     found: list[str] = []
-    candidates = [tuning.get("endpoint")] + [
-        c.get("endpoint") for c in tuning.get("checkpoints") or [] if isinstance(c, Mapping)
-    ]
+    candidates = [tuning.endpoint] + [c.get("endpoint") for c in tuning.checkpoints or [] if isinstance(c, Mapping)]
     for endpoint in candidates:
         if isinstance(endpoint, str) and endpoint and endpoint not in found:
             found.append(endpoint)
@@ -182,7 +181,8 @@ def step_key(action: str, target: str) -> str:
 
 def pending_operations_of(record: JobRecord) -> tuple[tuple[str, str], ...]:
     """Operations a record's last (real) retirement left running: ``(step key, operation name)``."""
-    return pending_in_steps(((record.cleanup or {}).get("retirement") or {}).get("steps"))
+    retirement = (record.cleanup.retirement if record.cleanup else None) or {}
+    return pending_in_steps(retirement.get("steps"))
 
 
 def pending_in_steps(steps: Any) -> tuple[tuple[str, str], ...]:
@@ -254,9 +254,9 @@ def _why_not_live(candidate: JobRecord, new_job: JobRecord, new_model: str | Non
         return "no tuned model recorded"
     if new_model is not None and model == new_model:
         return "same model as the job that just passed"
-    labels = (candidate.tuning or {}).get("labels")
-    if isinstance(labels, Mapping) and labels.get(MANAGED_BY_LABEL) not in (None, deployment):
-        return f"job labelled {MANAGED_BY_LABEL}={labels.get(MANAGED_BY_LABEL)}, not {deployment}"
+    # The managed-by label is not on the record (the tuning view has no labels, and submission
+    # overrides any managed-by in the config's labels); the model's own label is checked right
+    # before anything is deleted (CHECK_LABELS in retire_model).
     return None
 
 
@@ -866,15 +866,15 @@ def model_deleted_data(outcome: TargetOutcome, plan: RetirementPlan, dataset: Da
 
 def _record_on_new_job(report: CleanupReport, at: datetime) -> Callable[[JobRecord], JobRecord | None]:
     def mutate(record: JobRecord) -> JobRecord | None:
-        cleanup = dict(record.cleanup or {})
-        previous = cleanup.get("run") or {}
+        cleanup = record.cleanup or CleanupRecord()
+        previous = cleanup.run or {}
         previous_pending = any(
             isinstance(t, Mapping) and t.get("status") == TargetStatus.PENDING.value
             for t in previous.get("targets") or []
         )
         if previous.get("event_id") == report.event_id and not previous_pending:
             return None  # recorded by an earlier attempt (one that left nothing pending)
-        cleanup["run"] = report.to_dict()
+        cleanup = replace(cleanup, run=report.to_dict())
         updated = record.with_changes(at, cleanup=cleanup)
         for outcome in report.outcomes:
             if outcome.status.announces_deletion:
@@ -893,7 +893,7 @@ def _record_on_target(
     outcome: TargetOutcome, report: CleanupReport, at: datetime
 ) -> Callable[[JobRecord], JobRecord | None]:
     def mutate(record: JobRecord) -> JobRecord | None:
-        cleanup = dict(record.cleanup or {})
+        cleanup = record.cleanup or CleanupRecord()
         entry = {
             "by": report.plan.new_job_id,
             "event_id": report.event_id,
@@ -902,21 +902,21 @@ def _record_on_target(
             "steps": [s.to_dict() for s in outcome.steps],
             "at": to_rfc3339(at),
         }
-        if report.plan.dry_run:
-            key = "dry_run_retirement"
-        else:
-            key = "retirement"
-            if cleanup.get("retired_by") and cleanup.get("retired_by") != report.plan.new_job_id:
+        if not report.plan.dry_run:
+            if cleanup.retired_by and cleanup.retired_by != report.plan.new_job_id:
                 return None  # another job's cleanup already retired it: keep its record
             if outcome.status in {TargetStatus.RETIRED, TargetStatus.ALREADY_GONE} and report.plan.superseded:
-                cleanup["retired_by"] = report.plan.new_job_id
-        previous = cleanup.get(key) or {}
+                cleanup = replace(cleanup, retired_by=report.plan.new_job_id)
+        previous = (cleanup.dry_run_retirement if report.plan.dry_run else cleanup.retirement) or {}
         if previous.get("event_id") == report.event_id and (
             previous.get("status") == TargetStatus.RETIRED.value
             or (previous.get("status") == entry["status"] and entry["status"] != TargetStatus.PENDING.value)
         ):
             return None  # an earlier attempt of this cleanup recorded it (its "retired" beats "already_gone")
-        cleanup[key] = entry
+        if report.plan.dry_run:
+            cleanup = replace(cleanup, dry_run_retirement=entry)
+        else:
+            cleanup = replace(cleanup, retirement=entry)
         return record.with_changes(at, cleanup=cleanup)
 
     return mutate

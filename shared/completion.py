@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -99,6 +99,7 @@ from shared.ports import (
     SpendLedger,
     TuningBackend,
 )
+from shared.record_parts import CleanupRecord, GateRecord, SmokeProgress, SmokeTestRecord, TuningView, part_dict
 from shared.records import JSON, JobRecord, to_rfc3339
 from shared.retry import RetryPolicy, Sleep, call_with_retries
 from shared.settings import Settings
@@ -394,10 +395,10 @@ def _record_smoke_test_disabled(ctx: _Context, record: JobRecord) -> bool:
     at = ctx.clock()
 
     def mutate(current: JobRecord) -> JobRecord | None:
-        if (current.smoke_test or {}).get("event_id") == event_id:
+        if current.smoke_test is not None and current.smoke_test.event_id == event_id:
             return None
         return current.with_changes(
-            at, smoke_test={"event_id": event_id, "skipped": "smoke_test.enabled is false", "passed": None}
+            at, smoke_test=SmokeTestRecord(event_id=event_id, skipped="smoke_test.enabled is false", passed=None)
         )
 
     return _update_and_tell(ctx.jobs, record.id, mutate)
@@ -410,14 +411,14 @@ def _smoke_test_under_claim(
     record = ctx.jobs.get(job_id)
     if record is None:  # pragma: no cover - records are never deleted by sftpilot
         raise RuntimeError(f"job record {job_id} disappeared")
-    previous = record.smoke_test or {}
-    if previous.get("event_id") == ctx.message.event_id and isinstance(previous.get("passed"), bool):
+    previous = record.smoke_test or SmokeTestRecord()
+    if previous.event_id == ctx.message.event_id and isinstance(previous.passed, bool):
         # A crash after RECORDED: the results and the staged event are on the record already.
         ctx.after_step(CompletionStep.RECORDED)
-        return bool(previous["passed"])
+        return bool(previous.passed)
 
-    progress = record.smoke_progress or {}
-    earlier = progress.get("calls") if progress.get("event_id") == ctx.message.event_id else None
+    progress = record.smoke_progress
+    earlier = progress.calls if progress and progress.event_id == ctx.message.event_id else None
     result = run_smoke_test(
         record,
         options=options,
@@ -438,28 +439,29 @@ def _smoke_test_under_claim(
     data = _smoke_event_data(record, result, report_uri, chart_uri)
     event_type = EventType.SMOKE_TEST_PASSED if result.passed else EventType.SMOKE_TEST_FAILED
     event_id = f"{record.id}:smoke_test"
-    gate_field: JSON | None = None
+    gate_field: GateRecord | None = None
     gate_event: tuple[EventType, JSON] | None = None
     choice = _choose_checkpoint(ctx, record, result, options, gate) if gate.best_checkpoint else None
     if gate.enabled:
         gate_field, gate_event = _run_gate(ctx, record, result, options, gate, tested_at, choice)
     elif choice is not None:
-        gate_field = {"checkpoints": choice[0]}
-        gate_field["report_uri"], note = _write_gate_report(ctx, record, {"checkpoints": choice[0]})
-        gate_field["notes"] = [note] if note else []
+        report_uri, note = _write_gate_report(ctx, record, {"checkpoints": choice[0]})
+        gate_field = GateRecord.from_dict(
+            {"checkpoints": choice[0], "report_uri": report_uri, "notes": [note] if note else []}
+        )
 
     def mutate(current: JobRecord) -> JobRecord | None:
-        if (current.smoke_test or {}).get("event_id") == ctx.message.event_id:
+        if current.smoke_test is not None and current.smoke_test.event_id == ctx.message.event_id:
             return None
         changes: dict[str, Any] = {"smoke_test": smoke, "smoke_progress": None}
         if gate_field is not None:
             changes["gate"] = gate_field
         if policy.enabled and not result.passed:
-            changes["cleanup"] = {
-                **(current.cleanup or {}),
-                "skipped": "smoke test failed: older models of the lineage are kept",
-                "event_id": ctx.message.event_id,
-            }
+            changes["cleanup"] = replace(
+                current.cleanup or CleanupRecord(),
+                skipped="smoke test failed: older models of the lineage are kept",
+                event_id=ctx.message.event_id,
+            )
         updated = stage_event(current.with_changes(tested_at, **changes), event_type, data, event_id=event_id)
         if gate_event is not None:
             updated = stage_event(updated, gate_event[0], gate_event[1], event_id=f"{current.id}:gate")
@@ -486,9 +488,9 @@ def _keep_progress(ctx: _Context, job_id: str, result: SmokeTestResult) -> None:
     progress: JSON = {**result.progress(), "event_id": ctx.message.event_id, "saved_at": to_rfc3339(saved_at)}
 
     def mutate(current: JobRecord) -> JobRecord | None:
-        if (current.smoke_test or {}).get("event_id") == ctx.message.event_id:
+        if current.smoke_test and current.smoke_test.event_id == ctx.message.event_id:
             return None  # someone finished it meanwhile
-        return current.with_changes(saved_at, smoke_progress=progress)
+        return current.with_changes(saved_at, smoke_progress=SmokeProgress.from_dict(progress))
 
     ctx.jobs.update(job_id, mutate)
     remaining = max(0.0, ctx.deadline - ctx.monotonic())
@@ -534,7 +536,7 @@ def _undeploy_other_checkpoints(ctx: _Context, job_id: str, policy: CleanupPolic
     """Undeploy the checkpoints the choice did not pick, under ``<event_id>:checkpoints``."""
     record = ctx.jobs.get(job_id)
     model = tuned_model_of(record) if record else None
-    choice = (record.gate or {}).get("checkpoints") if record else None
+    choice = record.gate.checkpoints if record and record.gate else None
     if record is None or not model or not choice or not choice.get("default_checkpoint_set"):
         return False
     endpoints = other_endpoints(record, choice)
@@ -544,7 +546,7 @@ def _undeploy_other_checkpoints(ctx: _Context, job_id: str, policy: CleanupPolic
     claim = ctx.claim(effect_id)
     if claim.state is EffectState.COMPLETED:
         return False
-    previous = (record.cleanup or {}).get("checkpoints") or {}
+    previous = (record.cleanup.checkpoints if record.cleanup else None) or {}
     try:
         steps = undeploy_endpoints(
             model,
@@ -570,10 +572,10 @@ def _undeploy_other_checkpoints(ctx: _Context, job_id: str, policy: CleanupPolic
         }
 
         def mutate(current: JobRecord) -> JobRecord | None:
-            cleanup = dict(current.cleanup or {})
-            if cleanup.get("checkpoints") == entry:
+            cleanup = current.cleanup or CleanupRecord()
+            if cleanup.checkpoints == entry:
                 return None
-            return current.with_changes(at, cleanup={**cleanup, "checkpoints": entry})
+            return current.with_changes(at, cleanup=replace(cleanup, checkpoints=entry))
 
         ctx.jobs.update(job_id, mutate)
         pending = tuple(s.operation for s in steps if s.result is StepResult.PENDING)
@@ -608,10 +610,10 @@ def _run_gate(
     gate: GateOptions,
     tested_at: datetime,
     checkpoints: tuple[JSON, CheckpointChoice] | None = None,
-) -> tuple[JSON, tuple[EventType, JSON]]:
+) -> tuple[GateRecord, tuple[EventType, JSON]]:
     """Run the quality gate (:mod:`shared.gate`), write ``gate.json``; return the field and the event."""
     live = find_live(iter_lineage_candidates(ctx.jobs, record.lineage), exclude=record.id)
-    tuned_endpoint = str((record.tuning or {}).get("endpoint") or "")
+    tuned_endpoint = str((record.tuning.endpoint if record.tuning else None) or "")
     result = run_gate(
         record,
         smoke,
@@ -632,7 +634,10 @@ def _run_gate(
         field_value["notes"] = [*result.notes, note]
     field_value["report_uri"] = report_uri
     log_event("INFO", "gate decided", job_id=record.id, lineage=record.lineage, verdict=result.verdict.value)
-    return field_value, (GATE_EVENT_FOR_VERDICT[result.verdict], gate_event_data(record, result, report_uri))
+    return GateRecord.from_dict(field_value), (
+        GATE_EVENT_FOR_VERDICT[result.verdict],
+        gate_event_data(record, result, report_uri),
+    )
 
 
 def _reports_folder(ctx: _Context, record: JobRecord) -> str:
@@ -676,7 +681,7 @@ def _write_reports(
         "dataset": record.dataset.uri,
         "lineage": record.lineage,
         "tuning_job": record.tuning_job,
-        "tuned_model": (record.tuning or {}).get("tuned_model"),
+        "tuned_model": record.tuning.tuned_model if record.tuning else None,
         "base_model": result.base_model,
         "passed": result.passed,
         "reasons": result.reasons,
@@ -709,34 +714,37 @@ def _smoke_test_field(
     chart_uri: str | None,
     notes: list[str],
     tested_at: datetime,
-) -> JSON:
-    return {
-        "event_id": event_id,
-        "passed": result.passed,
-        "reasons": summary_reasons(result),
-        "prompt_source": result.selection.source.value,
-        "notes": [*result.selection.notes, *notes],
-        "prompts_total": result.prompts_total,
-        "prompts_passed": result.prompts_passed,
-        "prompts": [r.to_dict() for r in result.results],
-        "base_model": result.base_model,
-        "compared_with_base": bool(result.base_results),
-        "scores": result.scores_dict(),
-        "report_uri": report_uri,
-        "chart_uri": chart_uri,
-        "tested_at": to_rfc3339(tested_at),
-    }
+) -> SmokeTestRecord:
+    # Every key is written, also the None ones (a built part writes set sparse fields only).
+    return SmokeTestRecord.from_dict(
+        {
+            "event_id": event_id,
+            "passed": result.passed,
+            "reasons": summary_reasons(result),
+            "prompt_source": result.selection.source.value,
+            "notes": [*result.selection.notes, *notes],
+            "prompts_total": result.prompts_total,
+            "prompts_passed": result.prompts_passed,
+            "prompts": [r.to_dict() for r in result.results],
+            "base_model": result.base_model,
+            "compared_with_base": bool(result.base_results),
+            "scores": result.scores_dict(),
+            "report_uri": report_uri,
+            "chart_uri": chart_uri,
+            "tested_at": to_rfc3339(tested_at),
+        }
+    )
 
 
 def _smoke_event_data(
     record: JobRecord, result: SmokeTestResult, report_uri: str | None, chart_uri: str | None
 ) -> JSON:
-    tuning = record.tuning or {}
+    tuning = record.tuning or TuningView()
     return {
         "dataset": record.dataset.uri,
         "tuning_job": record.tuning_job,
-        "tuned_model": tuning.get("tuned_model"),
-        "endpoint": tuning.get("endpoint"),
+        "tuned_model": tuning.tuned_model,
+        "endpoint": tuning.endpoint,
         "passed": result.passed,
         "prompts_total": result.prompts_total,
         "prompts_passed": result.prompts_passed,
@@ -797,7 +805,7 @@ def _failure_reason(record: JobRecord, message: CompletionMessage) -> str:
     Backends prefix messages with their own spelling of the status ("CANCELED: the tuning job
     was cancelled on request."); that prefix is dropped when it names the same status.
     """
-    error = record.error or message.body.get("error") or {}
+    error = part_dict(record.error) or message.body.get("error") or {}
     text = str(error.get("message") or "") if isinstance(error, dict) else ""
     status = record.status.value
     head, sep, rest = text.partition(":")
@@ -841,10 +849,10 @@ def _handle_unsuccessful(ctx: _Context, record: JobRecord) -> CompletionOutcome:
     skipped = f"{reason}; nothing cleaned up (cleanup.on_failure is off)"
 
     def mutate(current: JobRecord) -> JobRecord | None:
-        cleanup = current.cleanup or {}
-        if cleanup.get("event_id") == message.event_id and cleanup.get("skipped") == skipped:
+        cleanup = current.cleanup or CleanupRecord()
+        if cleanup.event_id == message.event_id and cleanup.skipped == skipped:
             return None
-        return current.with_changes(at, cleanup={**cleanup, "skipped": skipped, "event_id": message.event_id})
+        return current.with_changes(at, cleanup=replace(cleanup, skipped=skipped, event_id=message.event_id))
 
     changed = _update_and_tell(ctx.jobs, record.id, mutate)
     kind = OutcomeKind.DONE if changed else OutcomeKind.DUPLICATE

@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from shared.cleanup import iter_lineage_candidates
 from shared.gate import find_live
 from shared.ports import JobQuery, JobStore
+from shared.record_parts import ResolvedConfig
 from shared.records import JSON, JobRecord, from_rfc3339
 from shared.states import JobStatus
 
@@ -82,21 +82,25 @@ def _model_id(name: str) -> str:
 def _find_by_model(jobs: JobStore, lineage: str, name: str) -> JobRecord | None:
     """The record whose tuned model is ``name`` (version ignored): the lineage first, then any."""
     for record in iter_lineage_candidates(jobs, lineage):
-        if _model_id(str((record.tuning or {}).get("tuned_model") or "")) == _model_id(name):
+        if _model_id(_tuned_model(record)) == _model_id(name):
             return record
     page = jobs.query(JobQuery(statuses=frozenset({JobStatus.SUCCEEDED}), limit=500))
     for record in page.records:
-        if _model_id(str((record.tuning or {}).get("tuned_model") or "")) == _model_id(name):
+        if _model_id(_tuned_model(record)) == _model_id(name):
             return record
     return None
 
 
+def _tuned_model(record: JobRecord) -> str:
+    return str((record.tuning.tuned_model if record.tuning else None) or "")
+
+
 def _underlying_base(parent: JobRecord) -> str:
-    config = parent.config or {}
-    earlier = config.get("pre_tuned_model")
-    if isinstance(earlier, Mapping) and earlier.get("base_model"):
-        return str(earlier["base_model"])
-    return str(config.get("base_model") or (parent.tuning or {}).get("base_model") or "")
+    earlier = continuation_of(parent.config)
+    if earlier is not None and earlier.base_model:
+        return earlier.base_model
+    config_base = parent.config.base_model if parent.config else None
+    return str(config_base or (parent.tuning.base_model if parent.tuning else None) or "")
 
 
 def resolve_continuation(
@@ -122,27 +126,27 @@ def resolve_continuation(
                 f"{base_model} is not a model this deployment tuned (its base model and tuning date are unknown)"
             )
         parent = found
-    tuned = str((parent.tuning or {}).get("tuned_model") or "")
-    if not tuned or (parent.cleanup or {}).get("retired_by"):
+    tuned = _tuned_model(parent)
+    if not tuned or (parent.cleanup and parent.cleanup.retired_by):
         raise ContinuationError(f"the parent model of job {parent.id} has been retired or was never created")
     underlying = _underlying_base(parent)
     if not underlying.rsplit("/", 1)[-1].startswith(SUPPORTED_PREFIXES):
         raise ContinuationError(f"models tuned from {underlying!r} do not support continuous tuning")
-    tuned_at = from_rfc3339((parent.tuning or {}).get("create_time")) or parent.created_at
+    tuned_at = from_rfc3339(parent.tuning.create_time if parent.tuning else None) or parent.created_at
     if tuned_at < TUNED_SINCE:
         raise ContinuationError(
             f"{tuned} was tuned on {tuned_at:%Y-%m-%d}; only models tuned on or after 2025-07-11 qualify"
         )
-    parent_key = (parent.config or {}).get("kms_key_name")
+    parent_key = parent.config.kms_key_name if parent.config else None
     if parent_key != kms_key_name:
         raise ContinuationError(f"the job must use the parent's CMEK key ({parent_key or 'none'}), not {kms_key_name}")
     name = base_model if base_model.startswith("projects/") else tuned
     return Continuation(base_model, name, checkpoint_id, underlying, parent.id)
 
 
-def continuation_of(config: Mapping[str, Any] | None) -> Continuation | None:
-    """Read ``config["pre_tuned_model"]`` back (None for a job tuned from a base model)."""
-    raw = (config or {}).get("pre_tuned_model")
+def continuation_of(config: ResolvedConfig | None) -> Continuation | None:
+    """Read ``record.config.pre_tuned_model`` back (None for a job tuned from a base model)."""
+    raw = config.pre_tuned_model if config else None
     if not isinstance(raw, Mapping) or not raw.get("tuned_model_name"):
         return None
     checkpoint = raw.get("checkpoint_id")

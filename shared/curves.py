@@ -25,6 +25,7 @@ from typing import Any
 
 from shared.logs import log_event
 from shared.ports import MetricSeries, TuningBackend, TuningJob
+from shared.record_parts import TuningView
 from shared.records import JSON
 from shared.states import TuningState
 
@@ -110,14 +111,14 @@ def series_points(stored: Any) -> list[Point]:
     return [(int(s), float(v)) for s, v in zip(steps, values, strict=False) if _finite(v) and _finite(s)]
 
 
-def with_curves(tuning: TuningBackend, job: TuningJob, stored_view: JSON | None) -> TuningJob:
+def with_curves(tuning: TuningBackend, job: TuningJob, stored_view: TuningView | None) -> TuningJob:
     """``job`` carrying its curves: the stored ones merged with what the backend has now.
 
     Called by the poller for each job it reconciles. The backend is asked only while the job
     writes points (and once when it has ended). A failed read keeps the stored curves: curves
     are a view, never a reason to fail a poll.
     """
-    stored = (stored_view or {}).get("curves") or None
+    stored = (stored_view.curves if stored_view else None) or None
     if not (job.state in _READ_STATES or job.has_ended):
         return replace(job, curves=stored)
     try:

@@ -22,6 +22,7 @@ from importlib import resources
 from typing import Any
 
 from shared.ports import OutgoingEvent
+from shared.record_parts import ResolvedConfig, TuningView, part_dict
 from shared.records import JSON, JobRecord, to_rfc3339, utcnow
 from shared.states import JobStatus
 
@@ -121,18 +122,19 @@ def load_schema(event_type: str) -> JSON:
 
 def job_event_data(record: JobRecord) -> JSON:
     """The data fields of ``job.*`` completion events, from a record's stored tuning view."""
-    view = record.tuning or {}
+    view = record.tuning or TuningView()
+    config = record.config or ResolvedConfig()
     return {
         "dataset": record.dataset.uri,
         "tuning_job": record.tuning_job,
-        "base_model": (record.config or {}).get("base_model"),
-        "display_name": (record.config or {}).get("display_name"),
-        "tuned_model": view.get("tuned_model"),
-        "endpoint": view.get("endpoint"),
-        "checkpoints": view.get("checkpoints", []),
-        "error": record.error or view.get("error"),
-        "create_time": view.get("create_time"),
-        "start_time": view.get("start_time"),
-        "end_time": view.get("end_time"),
-        "data_stats": view.get("data_stats"),
+        "base_model": config.base_model,
+        "display_name": config.display_name,
+        "tuned_model": view.tuned_model,
+        "endpoint": view.endpoint,
+        "checkpoints": view.checkpoints,
+        "error": part_dict(record.error) or view.error,
+        "create_time": view.create_time,
+        "start_time": view.start_time,
+        "end_time": view.end_time,
+        "data_stats": view.data_stats,
     }

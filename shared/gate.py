@@ -62,6 +62,7 @@ from typing import Any
 from shared.events import EventType
 from shared.model_families import generation_settings
 from shared.ports import TuningBackend
+from shared.record_parts import ResolvedConfig, TuningView
 from shared.records import JSON, JobRecord
 from shared.retry import RetryPolicy, Sleep
 from shared.scoring import rouge_scores, tokenize
@@ -126,9 +127,10 @@ class GateOptions:
     best_checkpoint: bool = False
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> GateOptions:
-        """Read ``record.config["gate"]`` (intake validated it; missing keys take defaults)."""
-        section = (config or {}).get("gate") or {}
+    def from_config(cls, config: ResolvedConfig | Mapping[str, Any] | None) -> GateOptions:
+        """Read ``record.config.gate`` (intake validated it; missing keys take defaults)."""
+        # record.config (typed) or a plain config dict (tuning_config checks a tuning.yaml section).
+        section = config.gate if isinstance(config, ResolvedConfig) else (config or {}).get("gate") or {}
         d = cls()
         return cls(
             enabled=bool(section.get("enabled", d.enabled)),
@@ -388,7 +390,7 @@ def overall_verdict(smoke_passed: bool, comparisons: Sequence[Comparison]) -> tu
 
 def gate_verdict_of(record: JobRecord) -> Verdict | None:
     """The recorded gate verdict of a job, if the gate ran."""
-    raw = (record.gate or {}).get("verdict")
+    raw = record.gate.verdict if record.gate else None
     try:
         return Verdict(raw) if raw else None
     except ValueError:
@@ -397,14 +399,14 @@ def gate_verdict_of(record: JobRecord) -> Verdict | None:
 
 def serving_endpoint(record: JobRecord) -> str:
     """The endpoint that serves a job's model: its best checkpoint's, else the tuned endpoint."""
-    best = ((record.gate or {}).get("checkpoints") or {}).get("best") or {}
-    return str(best.get("endpoint") or (record.tuning or {}).get("endpoint") or "")
+    best = ((record.gate.checkpoints if record.gate else None) or {}).get("best") or {}
+    return str(best.get("endpoint") or (record.tuning.endpoint if record.tuning else None) or "")
 
 
 def find_live(candidates: Iterable[JobRecord], *, exclude: str = "") -> JobRecord | None:
     """The lineage's live model: the newest promoted, not retired record (candidates newest first)."""
     for record in candidates:
-        if record.id == exclude or (record.cleanup or {}).get("retired_by"):
+        if record.id == exclude or (record.cleanup and record.cleanup.retired_by):
             continue
         if gate_verdict_of(record) is Verdict.PROMOTED and serving_endpoint(record):
             return record
@@ -502,7 +504,7 @@ def run_gate(
                 notes.append("no live model in the lineage yet: not compared with live")
                 continue
             target = SmokeTarget(TargetRole.TUNED, endpoint, "live")
-            model = str((live.tuning or {}).get("tuned_model") or endpoint)
+            model = str((live.tuning.tuned_model if live.tuning else None) or endpoint)
         else:
             if not base_model:
                 notes.append("no base model recorded: not compared with base")
@@ -539,11 +541,11 @@ def run_gate(
 
 def gate_event_data(record: JobRecord, result: GateResult, report_uri: str | None) -> JSON:
     """Data fields of the ``model.promoted|held|rejected`` events."""
-    tuning = record.tuning or {}
+    tuning = record.tuning or TuningView()
     return {
         "dataset": record.dataset.uri,
         "tuning_job": record.tuning_job,
-        "tuned_model": tuning.get("tuned_model"),
+        "tuned_model": tuning.tuned_model,
         "endpoint": serving_endpoint(record) or None,
         "verdict": result.verdict.value,
         "reason": result.reason,

@@ -63,6 +63,7 @@ from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
 from shared.ports import BlobStore, Clock, JobQuery, JobStore, Publisher, QueryOrder, SpendLedger, TuningBackend
 from shared.pricing import PriceTable, estimate_cost, load_price_table
+from shared.record_parts import RecordError, ResolvedConfig, Validation
 from shared.records import JSON, DatasetRef, JobRecord, Lease, new_record, record_key, to_rfc3339, utcnow
 from shared.settings import Settings
 from shared.states import JobStatus
@@ -415,7 +416,7 @@ class _Intake:
                 JobStatus.REJECTED,
                 now,
                 note=_clip(reason, 300),
-                error={"code": info.code, "message": info.message, "details": {}},
+                error=RecordError(code=info.code, message=info.message, details={}),
                 lease=None,
             )
             return stage_event(rejected, EventType.DATASET_REJECTED, event_data)
@@ -489,7 +490,7 @@ class _Intake:
                 lineage=existing.lineage,
                 status=existing.status,
                 tuning_job=existing.tuning_job,
-                report_uri=(existing.validation or {}).get("report_uri"),
+                report_uri=existing.validation.report_uri if existing.validation else None,
             )
         )
 
@@ -521,7 +522,7 @@ class _Intake:
 
     def process(self, record: JobRecord, planned: _Plan) -> IntakeOutcome:
         """Steps 3-7 for a record we hold in RECEIVED."""
-        if record.validation is not None and record.validation.get("valid"):
+        if record.validation is not None and record.validation.valid:
             # A previous invocation recorded a valid verdict and died before submitting.
             return self.submit_valid(record)
         verdict = self.validate(record, planned)
@@ -676,10 +677,11 @@ class _Intake:
 
     def record_verdict(self, record: JobRecord, verdict: _Verdict) -> JobRecord:
         now = self.clock()
-        summary = verdict.record_summary()
-        config = verdict.config.to_dict() if verdict.config else None
-        if config is not None and verdict.continuation:
-            config["pre_tuned_model"] = verdict.continuation
+        summary = Validation.from_dict(verdict.record_summary())
+        config_dict = verdict.config.to_dict() if verdict.config else None
+        if config_dict is not None and verdict.continuation:
+            config_dict["pre_tuned_model"] = verdict.continuation
+        config = ResolvedConfig.from_dict(config_dict) if config_dict is not None else None
         owner = self.owner
 
         if verdict.valid:
@@ -692,7 +694,7 @@ class _Intake:
             stored = self.jobs.update(record.id, accept)
         else:
             event_data = verdict.event_data(record)
-            error = {"code": INVALID_DATASET_CODE, "message": verdict.reason, "details": {}}
+            error = RecordError(code=INVALID_DATASET_CODE, message=verdict.reason, details={})
 
             def reject(current: JobRecord) -> JobRecord | None:
                 if current.status is not JobStatus.RECEIVED or current.lease is None or current.lease.owner != owner:
@@ -765,12 +767,12 @@ class _Intake:
             "lineage": stored.lineage,
             "status": stored.status,
             "tuning_job": stored.tuning_job,
-            "report_uri": (stored.validation or {}).get("report_uri"),
+            "report_uri": stored.validation.report_uri if stored.validation else None,
         }
         if stored.status is JobStatus.QUEUED:
             return IntakeOutcome(IntakeOutcomeKind.QUEUED, "waiting for tuning quota (upload order)", **common)
         if stored.status is JobStatus.FAILED_TO_SUBMIT:
-            message = (stored.error or {}).get("message", "the tuning API refused the job")
+            message = (stored.error.message if stored.error else None) or "the tuning API refused the job"
             return IntakeOutcome(IntakeOutcomeKind.FAILED_TO_SUBMIT, str(message), **common)
         if stored.tuning_job:
             return IntakeOutcome(IntakeOutcomeKind.SUBMITTED, f"tuning job {stored.tuning_job}", **common)

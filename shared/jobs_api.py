@@ -36,6 +36,7 @@ from shared.errors import (
 )
 from shared.logs import log_event
 from shared.ports import Clock, JobStore, TuningBackend
+from shared.record_parts import part_dict
 
 if TYPE_CHECKING:
     from shared.ui import UiResponse
@@ -189,7 +190,7 @@ class JobsApi:
             200,
             {
                 "job": jobs_service.summarize(result.record),
-                "cancel_request": result.record.cancel_request,
+                "cancel_request": part_dict(result.record.cancel_request),
                 "called_backend": result.called_backend,
             },
         )

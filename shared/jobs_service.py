@@ -12,12 +12,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.budget import cost_summary
+from shared.budget import job_cost_summary
 from shared.errors import InvalidParameterError, JobNotCancellableError, RecordNotFoundError
 from shared.events import EventType, job_event_data
 from shared.labels import LINEAGE_RE
 from shared.outbox import stage_event
 from shared.ports import Clock, JobPage, JobQuery, JobStore, TuningBackend
+from shared.record_parts import CancelRequest, TuningView
 from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
 from shared.states import JobStatus
 
@@ -128,7 +129,7 @@ def cancel_job(job_id: str, *, principal: str, jobs: JobStore, tuning: TuningBac
     if record.status not in CANCELLABLE:
         raise JobNotCancellableError(job_id, record.status.value)
     now = clock()
-    request: JSON = {"by": principal, "at": to_rfc3339(now)}
+    request = CancelRequest(by=principal, at=to_rfc3339(now))
     if record.status is JobStatus.QUEUED:
 
         def cancel_queued(current: JobRecord) -> JobRecord | None:
@@ -158,18 +159,18 @@ def cancel_job(job_id: str, *, principal: str, jobs: JobStore, tuning: TuningBac
 
 def summarize(record: JobRecord) -> JSON:
     """The stable list view (``sftpilot jobs list --json`` relies on these keys)."""
-    view = record.tuning or {}
-    smoke = record.smoke_test or {}
+    view = record.tuning or TuningView()
+    smoke = record.smoke_test
     return {
         "id": record.id,
         "status": record.status.value,
         "lineage": record.lineage,
         "dataset": record.dataset.uri,
         "tuning_job": record.tuning_job,
-        "tuned_model": view.get("tuned_model"),
-        "smoke_test": None if not smoke else ("passed" if smoke.get("passed") else "failed"),
-        "gate": (record.gate or {}).get("verdict"),
-        "cost": cost_summary(record.validation, record.cost),
+        "tuned_model": view.tuned_model,
+        "smoke_test": None if not smoke or not smoke.to_dict() else ("passed" if smoke.passed else "failed"),
+        "gate": record.gate.verdict if record.gate else None,
+        "cost": job_cost_summary(record),
         "created_at": to_rfc3339(record.created_at),
         "updated_at": to_rfc3339(record.updated_at),
     }

@@ -71,6 +71,7 @@ from shared.events import COMPLETION_EVENT_FOR_STATUS, EventType, event_id_for, 
 from shared.logs import log_event
 from shared.outbox import publish_pending, stage_event
 from shared.ports import Clock, JobQuery, JobStore, Publisher, QueryOrder, TuningBackend, TuningJob
+from shared.record_parts import RecordError, TuningView
 from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
 from shared.settings import Settings
 from shared.states import JobStatus, can_transition, status_for_tuning_state
@@ -212,34 +213,35 @@ def waiting_for_quota(record: JobRecord) -> bool:
 
     >>> from shared.records import DatasetRef, new_record, utcnow
     >>> rec = new_record(DatasetRef("b", "datasets/faq/v1.jsonl", 7, "faq"), utcnow())
-    >>> waiting_for_quota(rec.with_changes(utcnow(), status=JobStatus.PENDING, tuning={"waiting_for_quota": True}))
+    >>> view = TuningView(waiting_for_quota=True)
+    >>> waiting_for_quota(rec.with_changes(utcnow(), status=JobStatus.PENDING, tuning=view))
     True
     """
     if record.status is JobStatus.QUEUED:
         return True
-    return not record.status.is_terminal and bool((record.tuning or {}).get("waiting_for_quota"))
+    return not record.status.is_terminal and bool(record.tuning and record.tuning.waiting_for_quota)
 
 
-def _is_older_than_stored(stored: JSON | None, job: TuningJob) -> bool:
+def _is_older_than_stored(stored: TuningView | None, job: TuningJob) -> bool:
     """True when ``job`` is an older observation than the one already stored (a racing poller)."""
     if not stored or job.update_time is None:
         return False
     try:
-        seen = from_rfc3339(stored.get("update_time"))
+        seen = from_rfc3339(stored.update_time)
     except (TypeError, ValueError):
         return False
     return seen is not None and job.update_time < seen
 
 
-def _record_error(status: JobStatus, view: JSON) -> JSON | None:
+def _record_error(status: JobStatus, view: TuningView) -> RecordError | None:
     """``record.error`` for a failed or expired job, in :class:`~shared.errors.ErrorInfo` shape."""
-    backend_error = view.get("error") or {}
+    backend_error = view.error or {}
     if status is JobStatus.FAILED:
         message = backend_error.get("message") or "the tuning job failed without an error message"
-        return {"code": TUNING_FAILED_CODE, "message": message, "details": {"rpc_code": backend_error.get("code")}}
+        return RecordError(code=TUNING_FAILED_CODE, message=message, details={"rpc_code": backend_error.get("code")})
     if status is JobStatus.EXPIRED:
         message = backend_error.get("message") or "the tuning job expired before it finished"
-        return {"code": TUNING_EXPIRED_CODE, "message": message, "details": {"rpc_code": backend_error.get("code")}}
+        return RecordError(code=TUNING_EXPIRED_CODE, message=message, details={"rpc_code": backend_error.get("code")})
     return None
 
 
@@ -252,11 +254,11 @@ def plan_reconcile(record: JobRecord, job: TuningJob, now: datetime, stall_after
     if record.status.is_terminal or record.tuning_job != job.name or _is_older_than_stored(record.tuning, job):
         return None
     view = tuning_view(job)
-    stored = record.tuning or {}
-    if stored.get("quota_wait_ended_at"):
-        view["quota_wait_ended_at"] = stored["quota_wait_ended_at"]
-    elif stored.get("waiting_for_quota") and not view["waiting_for_quota"]:
-        view["quota_wait_ended_at"] = to_rfc3339(now)  # the stall clock starts here, not at PENDING
+    stored = record.tuning
+    if stored is not None and stored.quota_wait_ended_at:
+        view = replace(view, quota_wait_ended_at=stored.quota_wait_ended_at)
+    elif stored is not None and stored.waiting_for_quota and not view.waiting_for_quota:
+        view = replace(view, quota_wait_ended_at=to_rfc3339(now))  # the stall clock starts here, not at PENDING
     target = status_for_tuning_state(job.state)
     updated = record
     if target is not record.status and can_transition(record.status, target):
@@ -286,11 +288,11 @@ def plan_vanished(record: JobRecord, job_name: str, now: datetime) -> JobRecord 
         JobStatus.VANISHED,
         now,
         note="tuning job not found",
-        error={
-            "code": TUNING_VANISHED_CODE,
-            "message": f"tuning job {job_name} was not found (NotFound): it was deleted outside sftpilot",
-            "details": {"tuning_job": job_name, "last_seen_state": (record.tuning or {}).get("state")},
-        },
+        error=RecordError(
+            code=TUNING_VANISHED_CODE,
+            message=f"tuning job {job_name} was not found (NotFound): it was deleted outside sftpilot",
+            details={"tuning_job": job_name, "last_seen_state": record.tuning.state if record.tuning else None},
+        ),
     )
 
 
@@ -308,7 +310,7 @@ def waiting_since(record: JobRecord) -> datetime:
         since = entry.at
     since = since or record.updated_at
     # A PENDING job that waited for quota first is measured from the end of that wait.
-    quota_wait_ended = from_rfc3339((record.tuning or {}).get("quota_wait_ended_at"))
+    quota_wait_ended = from_rfc3339(record.tuning.quota_wait_ended_at if record.tuning else None)
     return max(since, quota_wait_ended) if quota_wait_ended else since
 
 

@@ -1,7 +1,9 @@
 """The job record: one per dataset generation, stored in the ``jobs`` collection.
 
 A record is a plain dataclass that serialises to a JSON-compatible dict (Firestore stores the
-dict; the jobs API and ``sftpilot jobs show --json`` print it). Timestamps are timezone-aware
+dict; the jobs API and ``sftpilot jobs show --json`` print it). Its parts (validation, config,
+tuning view, error, smoke test, smoke-test progress, cleanup, gate, cost, cancel request) are the typed dataclasses of
+:mod:`shared.record_parts`; a part given as a plain dict is read with its ``from_dict``. Timestamps are timezone-aware
 UTC datetimes in Python and RFC 3339 strings on the wire.
 
 Example:
@@ -13,10 +15,26 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.record_parts import (
+    CancelRequest,
+    CleanupRecord,
+    CostRecord,
+    GateRecord,
+    Part,
+    RecordError,
+    ResolvedConfig,
+    SmokeProgress,
+    SmokeTestRecord,
+    TuningView,
+    Validation,
+    load_part,
+    part_dict,
+)
 from shared.states import JobStatus, check_transition
 
 JSON = dict[str, Any]
@@ -133,29 +151,37 @@ class JobRecord:
     event_id: str = ""
     event_time: datetime | None = None
     lease: Lease | None = None
-    validation: JSON | None = None
+    validation: Validation | None = None
     """Verdict, counts, stats, first issues and the report URI."""
-    config: JSON | None = None
+    config: ResolvedConfig | None = None
     """The resolved tuning config (tuning.yaml merged over deployment defaults)."""
     tuning_job: str | None = None
     """Vertex tuning job resource name once known."""
-    tuning: JSON | None = None
+    tuning: TuningView | None = None
     """Last seen view of the tuning job (state, times, tuned model, endpoint, checkpoints, ...)."""
-    error: JSON | None = None
+    error: RecordError | None = None
     history: tuple[HistoryEntry, ...] = ()
     outbox: tuple[OutboxEntry, ...] = ()
     stalled_notified: bool = False
-    smoke_test: JSON | None = None
-    smoke_progress: JSON | None = None
+    smoke_test: SmokeTestRecord | None = None
+    smoke_progress: SmokeProgress | None = None
     """Smoke-test calls done by an invocation that ran out of time (see shared.completion)."""
-    cleanup: JSON | None = None
-    gate: JSON | None = None
+    cleanup: CleanupRecord | None = None
+    gate: GateRecord | None = None
     """The quality gate's verdict, per-comparison scores and per-prompt table (:mod:`shared.gate`)."""
-    cost: JSON | None = None
+    cost: CostRecord | None = None
     """Actual billable tokens and cost after the job (the estimate is ``validation.cost``)."""
-    cancel_request: JSON | None = None
+    cancel_request: CancelRequest | None = None
     queue_position: str = ""
     """Sort key for QUEUED records: upload time then id, so submission follows upload order."""
+
+    def __post_init__(self) -> None:
+        # A part given as a plain dict (a test, or a writer not yet converted) is read with the
+        # part's from_dict, so a record always holds typed parts; mypy still flags such writers.
+        for name, cls in _PART_FIELDS.items():
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, cls.from_dict(value))
 
     @property
     def lineage(self) -> str:
@@ -219,10 +245,10 @@ class JobRecord:
             "lease": None
             if self.lease is None
             else {"owner": self.lease.owner, "expires_at": to_rfc3339(self.lease.expires_at)},
-            "validation": self.validation,
-            "config": self.config,
-            "tuning": self.tuning,
-            "error": self.error,
+            "validation": part_dict(self.validation),
+            "config": part_dict(self.config),
+            "tuning": part_dict(self.tuning),
+            "error": part_dict(self.error),
             "history": [{"status": h.status.value, "at": to_rfc3339(h.at), "note": h.note} for h in self.history],
             "outbox": [
                 {
@@ -235,12 +261,12 @@ class JobRecord:
             ],
             "pending_outbox": self.has_pending_outbox,
             "stalled_notified": self.stalled_notified,
-            "smoke_test": self.smoke_test,
-            "smoke_progress": self.smoke_progress,
-            "cleanup": self.cleanup,
-            "gate": self.gate,
-            "cost": self.cost,
-            "cancel_request": self.cancel_request,
+            "smoke_test": part_dict(self.smoke_test),
+            "smoke_progress": part_dict(self.smoke_progress),
+            "cleanup": part_dict(self.cleanup),
+            "gate": part_dict(self.gate),
+            "cost": part_dict(self.cost),
+            "cancel_request": part_dict(self.cancel_request),
             "queue_position": self.queue_position,
         }
         return data
@@ -270,11 +296,11 @@ class JobRecord:
             lease=None
             if not lease
             else Lease(owner=lease["owner"], expires_at=from_rfc3339(lease["expires_at"]) or created),
-            validation=data.get("validation"),
-            config=data.get("config"),
+            validation=load_part(Validation, data.get("validation")),
+            config=load_part(ResolvedConfig, data.get("config")),
             tuning_job=data.get("tuning_job"),
-            tuning=data.get("tuning"),
-            error=data.get("error"),
+            tuning=load_part(TuningView, data.get("tuning")),
+            error=load_part(RecordError, data.get("error")),
             history=tuple(
                 HistoryEntry(status=JobStatus(h["status"]), at=from_rfc3339(h["at"]) or created, note=h.get("note", ""))
                 for h in data.get("history", [])
@@ -289,14 +315,29 @@ class JobRecord:
                 for o in data.get("outbox", [])
             ),
             stalled_notified=bool(data.get("stalled_notified", False)),
-            smoke_test=data.get("smoke_test"),
-            smoke_progress=data.get("smoke_progress"),
-            cleanup=data.get("cleanup"),
-            gate=data.get("gate"),
-            cost=data.get("cost"),
-            cancel_request=data.get("cancel_request"),
+            smoke_test=load_part(SmokeTestRecord, data.get("smoke_test")),
+            smoke_progress=load_part(SmokeProgress, data.get("smoke_progress")),
+            cleanup=load_part(CleanupRecord, data.get("cleanup")),
+            gate=load_part(GateRecord, data.get("gate")),
+            cost=load_part(CostRecord, data.get("cost")),
+            cancel_request=load_part(CancelRequest, data.get("cancel_request")),
             queue_position=data.get("queue_position", ""),
         )
+
+
+_PART_FIELDS: dict[str, type[Part]] = {
+    "validation": Validation,
+    "config": ResolvedConfig,
+    "tuning": TuningView,
+    "error": RecordError,
+    "smoke_test": SmokeTestRecord,
+    "smoke_progress": SmokeProgress,
+    "cleanup": CleanupRecord,
+    "gate": GateRecord,
+    "cost": CostRecord,
+    "cancel_request": CancelRequest,
+}
+"""The record's typed parts by field name (also the JSON key)."""
 
 
 def new_record(

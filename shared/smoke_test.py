@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Protocol
 from shared.errors import BlobNotFoundError, ErrorInfo, is_retryable
 from shared.model_families import GenerationSettings, generation_settings, is_tuned_model_name
 from shared.ports import BlobStore, GenerationRequest, GenerationResult, TuningBackend
+from shared.record_parts import ResolvedConfig, TuningView
 from shared.records import JSON, JobRecord
 from shared.retry import RetryPolicy, Sleep, call_with_retries
 from shared.scoring import RougeScores, mean_scores, rouge_scores
@@ -66,9 +67,9 @@ class SmokeTestOptions:
     timeout_seconds: float = 30.0
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> SmokeTestOptions:
-        """Read ``record.config["smoke_test"]`` (intake validated it; missing keys take defaults)."""
-        section = (config or {}).get("smoke_test") or {}
+    def from_config(cls, config: ResolvedConfig | Mapping[str, Any] | None) -> SmokeTestOptions:
+        """Read ``record.config.smoke_test`` (intake validated it; missing keys take defaults)."""
+        section = config.smoke_test if isinstance(config, ResolvedConfig) else (config or {}).get("smoke_test") or {}
         defaults = cls()
         return cls(
             enabled=bool(section.get("enabled", defaults.enabled)),
@@ -94,11 +95,11 @@ def base_model_of(record: JobRecord) -> str | None:
 
     >>> from shared.records import DatasetRef, new_record, utcnow
     >>> rec = new_record(DatasetRef("b", "datasets/faq/v1.jsonl", 7, "faq"), utcnow())
-    >>> base_model_of(rec.with_changes(utcnow(), config={"base_model": "projects/p/locations/l/models/9@1"},
-    ...                                tuning={"base_model": "gemini-2.5-pro"}))
+    >>> base_model_of(rec.with_changes(utcnow(), config=ResolvedConfig(base_model="projects/p/locations/l/models/9@1"),
+    ...                                tuning=TuningView(base_model="gemini-2.5-pro")))
     'gemini-2.5-pro'
     """
-    for candidate in ((record.tuning or {}).get("base_model"), (record.config or {}).get("base_model")):
+    for candidate in (record.tuning and record.tuning.base_model, record.config and record.config.base_model):
         if isinstance(candidate, str) and candidate and not is_tuned_model_name(candidate):
             return candidate
     return None
@@ -295,15 +296,13 @@ def prompt_from_example(example: Mapping[str, Any]) -> SmokePrompt | None:
 
 def validation_set_uri(record: JobRecord) -> str | None:
     """The validation set the intake resolved for this job (``gs://bucket/name``), if any."""
-    validation = record.validation or {}
-    nested = validation.get("validation_set")
+    nested = record.validation.validation_set if record.validation else None
     if isinstance(nested, Mapping) and isinstance(nested.get("uri"), str) and nested["uri"]:
         return str(nested["uri"])
-    config = record.config or {}
-    for key in ("validation_dataset_uri", "validation_dataset"):
-        value = config.get(key)
-        if isinstance(value, str) and value.startswith("gs://"):
-            return value
+    # ``validation_dataset`` is the config key (a ``validation_dataset_uri`` was never written).
+    value = record.config.validation_dataset if record.config else None
+    if isinstance(value, str) and value.startswith("gs://"):
+        return value
     return None
 
 
@@ -405,14 +404,14 @@ def targets_for(record: JobRecord, options: SmokeTestOptions) -> tuple[list[Smok
 
     Returns the targets and the problems found (no endpoint recorded = the test cannot pass).
     """
-    tuning = record.tuning or {}
-    endpoint = tuning.get("endpoint")
+    tuning = record.tuning or TuningView()
+    endpoint = tuning.endpoint
     if not isinstance(endpoint, str) or not endpoint:
         return [], ["no endpoint recorded for the tuned model"]
     targets = [SmokeTarget(TargetRole.TUNED, endpoint, "tuned")]
     if options.checkpoints:
         seen = {endpoint}
-        for checkpoint in tuning.get("checkpoints") or []:
+        for checkpoint in tuning.checkpoints or []:
             ckpt_endpoint = checkpoint.get("endpoint") if isinstance(checkpoint, Mapping) else None
             if isinstance(ckpt_endpoint, str) and ckpt_endpoint and ckpt_endpoint not in seen:
                 seen.add(ckpt_endpoint)

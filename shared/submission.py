@@ -48,7 +48,8 @@ from shared.events import EventType, job_event_data
 from shared.logs import log_event
 from shared.outbox import stage_event
 from shared.ports import Clock, JobStore, TuningBackend, TuningJob, TuningJobSpec
-from shared.records import JSON, JobRecord, to_rfc3339
+from shared.record_parts import RecordError, ResolvedConfig, TuningView
+from shared.records import JobRecord, to_rfc3339
 from shared.states import JobStatus, status_for_tuning_state
 from shared.tuning_config import DEFAULT_BASE_MODEL, DEFAULT_DISPLAY_NAME, TuningConfig, render_display_name
 from shared.tuning_view import tuning_view
@@ -74,8 +75,7 @@ class SubmitStep(StrEnum):
 
 def job_labels(record: JobRecord, deployment: str) -> dict[str, str]:
     """User labels from the config with ours on top (ours cannot be overridden)."""
-    config = record.config or {}
-    labels = {str(k): str(v) for k, v in (config.get("labels") or {}).items()}
+    labels = {str(k): str(v) for k, v in (record.config.labels if record.config else {}).items()}
     labels.update({KEY_LABEL: record.id, LINEAGE_LABEL: record.lineage, MANAGED_BY_LABEL: deployment})
     return labels
 
@@ -93,8 +93,8 @@ def build_spec(record: JobRecord, deployment: str) -> TuningJobSpec:
     >>> spec.training_dataset_uri, spec.display_name, spec.labels["managed-by"]
     ('gs://b/datasets/faq/v1.jsonl', 'faq-v1-7', 'demo')
     """
-    config: JSON = record.config or TuningConfig().to_dict()
-    display_name = str(config.get("display_name") or DEFAULT_DISPLAY_NAME)
+    config = record.config or ResolvedConfig.from_dict(TuningConfig().to_dict())
+    display_name = str(config.display_name or DEFAULT_DISPLAY_NAME)
     if "{" in display_name:
         display_name = render_display_name(
             TuningConfig(display_name=display_name),
@@ -103,25 +103,25 @@ def build_spec(record: JobRecord, deployment: str) -> TuningJobSpec:
             generation=record.dataset.generation,
             when=record.event_time or record.created_at,
         )
-    validation_set = (record.validation or {}).get("validation_set") or {}
-    lr = config.get("learning_rate_multiplier")
+    validation_set = (record.validation.validation_set if record.validation else None) or {}
+    lr = config.learning_rate_multiplier
     continuation = continuation_of(config)
     return TuningJobSpec(
-        base_model=continuation.base_model if continuation else str(config.get("base_model") or DEFAULT_BASE_MODEL),
+        base_model=continuation.base_model if continuation else str(config.base_model or DEFAULT_BASE_MODEL),
         pre_tuned_model=continuation.tuned_model_name if continuation else None,
         pre_tuned_checkpoint_id=continuation.checkpoint_id if continuation else None,
         training_dataset_uri=record.dataset.gcs_uri,
         display_name=display_name,
         validation_dataset_uri=validation_set.get("uri"),
-        description=str(config.get("description") or ""),
-        epochs=config.get("epochs"),
-        adapter_size=config.get("adapter_size"),
+        description=str(config.description or ""),
+        epochs=config.epochs,
+        adapter_size=config.adapter_size,
         learning_rate_multiplier=None if lr is None else float(lr),
-        export_last_checkpoint_only=bool(config.get("export_last_checkpoint_only", False)),
+        export_last_checkpoint_only=bool(config.export_last_checkpoint_only or False),
         labels=job_labels(record, deployment),
-        kms_key_name=config.get("kms_key_name"),
-        service_account=config.get("service_account"),
-        evaluation_config=config.get("evaluation_config"),
+        kms_key_name=config.kms_key_name,
+        service_account=config.service_account,
+        evaluation_config=config.evaluation_config,
     )
 
 
@@ -276,7 +276,7 @@ def _record_job(record: JobRecord, job: TuningJob, now: datetime, *, adopted_job
         return None  # someone else recorded (or adopted) it already
     target = status_for_tuning_state(job.state)
     verb = "adopted" if adopted_job else "created"
-    view: JSON | None = _view(job)
+    view: TuningView | None = _view(job)
     if target.is_terminal:
         # An adopted job that already ended: record it as PENDING with no stored view, so the
         # poller's next reconcile sees the change and makes the terminal transition with its
@@ -300,7 +300,7 @@ def _queue(record: JobRecord, owner: str, now: datetime, http_code: int) -> JobR
 
 def _fail(jobs: JobStore, job_id: str, exc: BaseException, now: datetime, owner: str) -> JobRecord:
     info = ErrorInfo.from_exception(exc)
-    error: JSON = {"code": info.code, "message": info.message, "details": _jsonable(info.details)}
+    error = RecordError(code=info.code, message=info.message, details=_jsonable(info.details))
 
     def mutate(record: JobRecord) -> JobRecord | None:
         if record.status is not JobStatus.SUBMITTING or (record.lease and record.lease.owner != owner):
@@ -332,7 +332,7 @@ def _release(jobs: JobStore, job_id: str, owner: str, clock: Clock) -> None:
         log_event("WARNING", "could not release the submission lease", job_id=job_id, error=str(exc))
 
 
-def _view(job: TuningJob) -> JSON:
+def _view(job: TuningJob) -> TuningView:
     return tuning_view(job)
 
 

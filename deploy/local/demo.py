@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from deploy.local.stack import DEFAULT_MODEL_MAP, LocalStack, StackComponents
-from shared.budget import cost_line, cost_summary
+from shared.budget import cost_line, job_cost_summary
 from shared.cli.jobs_cmd import cleanup_summary, training_progress
 from shared.errors import NotFoundError, SftpilotError
 from shared.ports import JobQuery
+from shared.record_parts import part_dict
 from shared.records import JobRecord
 from shared.settings import Settings
 from shared.states import JobStatus
@@ -107,13 +108,13 @@ class DemoResult:
                 ended = record.status.value if record else "without a record"
                 found.append(f"{name} ended {ended}, expected {status.value}")
             elif status is JobStatus.SUCCEEDED:
-                smoke = record.smoke_test or {}
+                smoke = record.smoke_test
                 if not smoke:
                     found.append(f"{name} has no smoke-test result")
-                elif self.expect_smoke_pass and not smoke.get("passed"):
-                    found.append(f"{name} failed its smoke test: {'; '.join(smoke.get('reasons') or [])[:300]}")
+                elif self.expect_smoke_pass and not smoke.passed:
+                    found.append(f"{name} failed its smoke test: {'; '.join(smoke.reasons or [])[:300]}")
         v1 = by_name.get("support-bot/v1.jsonl")
-        v1_model = (v1.tuning or {}).get("tuned_model") if v1 else None
+        v1_model = v1.tuning.tuned_model if v1 and v1.tuning else None
         if self.expect_smoke_pass and v1_model and v1_model not in self.retired_models:
             found.append(f"v1's model {v1_model} was not retired after v2 passed")
         return found
@@ -155,16 +156,16 @@ def error_summary(validation: Mapping[str, Any], shown: int = 4) -> str:
 def describe(record: JobRecord) -> str:
     """One narration line for a record's current state."""
     parts = [record.status.value]
-    validation = record.validation or {}
+    validation = record.validation
     if validation and record.status in (JobStatus.REJECTED, JobStatus.QUEUED, JobStatus.SUBMITTING):
-        parts.append("valid" if validation.get("valid") else "invalid: " + error_summary(validation))
-    if record.status is JobStatus.RUNNING and (progress := training_progress(record.tuning)):
+        parts.append("valid" if validation.valid else "invalid: " + error_summary(validation.to_dict()))
+    if record.status is JobStatus.RUNNING and (progress := training_progress(part_dict(record.tuning))):
         parts.append(progress)
-    smoke = record.smoke_test or {}
+    smoke = record.smoke_test
     if smoke:
-        parts.append("smoke test " + ("PASSED" if smoke.get("passed") else "FAILED"))
+        parts.append("smoke test " + ("PASSED" if smoke.passed else "FAILED"))
     if record.gate:
-        parts.append(f"gate {record.gate.get('verdict')}")
+        parts.append(f"gate {record.gate.verdict}")
     if record.cleanup:
         parts.append("cleanup: " + cleanup_summary(record.cleanup))
     return "  ".join(parts)
@@ -180,9 +181,9 @@ def _finished(record: JobRecord) -> bool:
     smoke = record.smoke_test
     if not smoke:
         return False
-    if (record.gate or {}).get("verdict") in ("HELD", "REJECTED"):
+    if record.gate and record.gate.verdict in ("HELD", "REJECTED"):
         return not record.has_pending_outbox  # no promotion: no cleanup to wait for
-    if smoke.get("passed") and record.dataset.name.endswith("/v2.jsonl"):
+    if smoke.passed and record.dataset.name.endswith("/v2.jsonl"):
         return bool(record.cleanup)
     return True
 
@@ -407,7 +408,7 @@ def _retired_models(services: Services, records: Mapping[str, JobRecord]) -> lis
     """Tuned models of finished jobs that the tuning server no longer has."""
     gone = []
     for record in records.values():
-        model = (record.tuning or {}).get("tuned_model")
+        model = record.tuning.tuned_model if record.tuning else None
         if not model:
             continue
         try:
@@ -421,10 +422,10 @@ def summary(result: DemoResult) -> list[str]:
     """The closing table and where the reports are."""
     rows = [("DATASET", "STATUS", "SMOKE TEST", "GATE", "TUNED MODEL")]
     for name, record in sorted(result.records.items()):
-        smoke = record.smoke_test or {}
-        verdict = "-" if not smoke else ("passed" if smoke.get("passed") else "failed")
-        gate = str((record.gate or {}).get("verdict") or "-")
-        model = (record.tuning or {}).get("tuned_model") or "-"
+        smoke = record.smoke_test
+        verdict = "-" if not smoke else ("passed" if smoke.passed else "failed")
+        gate = str((record.gate.verdict if record.gate else None) or "-")
+        model = (record.tuning.tuned_model if record.tuning else None) or "-"
         if model in result.retired_models:
             model += " (retired)"
         rows.append((_short(name), record.status.value, verdict, gate, model.rsplit("/", 1)[-1]))
@@ -432,7 +433,7 @@ def summary(result: DemoResult) -> list[str]:
     out = ["", "summary:"]
     out += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     for name, record in sorted(result.records.items()):
-        if cost := cost_summary(record.validation, record.cost):
+        if cost := job_cost_summary(record):
             out.append(f"  cost {_short(name):<24} {cost_line(cost)}")
     types = sorted({event["attributes"].get("type", "?") for event in result.events})
     out.append(f"  events seen: {len(result.events)} ({', '.join(types)})")

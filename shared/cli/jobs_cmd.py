@@ -11,6 +11,7 @@ import click
 from shared.api_client import ApiError, JobsClient
 from shared.budget import cost_line, cost_summary
 from shared.cli.common import EXIT_FAILED, EXIT_OK, friendly_errors, jobs_client, print_json, render_table
+from shared.record_parts import CleanupRecord
 from shared.states import COMPLETION_STATUSES, TERMINAL_STATUSES, JobStatus
 
 _TERMINAL = {s.value for s in TERMINAL_STATUSES}
@@ -321,13 +322,14 @@ def format_record(record: dict[str, Any]) -> str:
             lines.append(f"  report      {smoke['report_uri']}")
         if smoke.get("chart_uri"):
             lines.append(f"  chart       {smoke['chart_uri']}")
-    if summary := cost_summary(record.get("validation"), record.get("cost")):
+    # The API's JSON: the intake's check is validation.cost, the actual is cost.actual.
+    if summary := cost_summary((record.get("validation") or {}).get("cost"), (record.get("cost") or {}).get("actual")):
         lines.append(f"Cost: {cost_line(summary)}")
     if record.get("gate"):
         lines.extend(gate_lines(record["gate"]))
     cleanup = record.get("cleanup")
     if cleanup:
-        lines.append(f"Cleanup: {cleanup_summary(cleanup)}")
+        lines.append(f"Cleanup: {cleanup_summary(CleanupRecord.from_dict(cleanup))}")
     if record["status"] in {s.value for s in COMPLETION_STATUSES} and record.get("cancel_request"):
         req = record["cancel_request"]
         lines.append(f"Cancel requested by {req.get('by')} at {req.get('at')}")
@@ -400,18 +402,20 @@ def checkpoint_lines(choice: dict[str, Any]) -> list[str]:
     return lines
 
 
-def cleanup_summary(cleanup: dict[str, Any]) -> str:
-    if cleanup.get("skipped"):
-        return f"skipped ({cleanup['skipped']})"
-    if cleanup.get("retired_by"):
-        return f"this job's model was retired by {cleanup['retired_by']}"
-    # shared.cleanup stores the run this job triggered under "run" (targets with a status each).
-    run = cleanup.get("run") or {}
+def cleanup_summary(cleanup: CleanupRecord) -> str:
+    """One line for ``record.cleanup`` (the CLI reads it from the API's JSON, the demo from the record)."""
+    if cleanup.skipped:
+        return f"skipped ({cleanup.skipped})"
+    if cleanup.retired_by:
+        return f"this job's model was retired by {cleanup.retired_by}"
+    # shared.cleanup stores the run this job triggered under "run" (targets with a status each);
+    # "dry_run", "retired" and "models" were never keys of the cleanup part itself.
+    run = cleanup.run or {}
     targets = run.get("targets") or []
-    if run.get("dry_run") or cleanup.get("dry_run"):
+    if run.get("dry_run"):
         would = [t for t in targets if t.get("status") == "would_retire"]
         return f"dry run: {len(would)} superseded model(s) would be retired (nothing deleted)"
-    retired = run.get("retired_models") or cleanup.get("retired") or cleanup.get("models") or []
+    retired = run.get("retired_models") or []
     refused = [t for t in targets if t.get("status") in {"not_managed", "failed"}]
     extra = f", {len(refused)} left alone (not ours or failed)" if refused else ""
     pending = [t for t in targets if t.get("status") == "pending"]

@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from shared.curves import series_points
-from shared.records import JSON, JobRecord, from_rfc3339, to_rfc3339
+from shared.record_parts import CleanupRecord, RecordError, ResolvedConfig, SmokeTestRecord, TuningView, Validation
+from shared.records import JobRecord, from_rfc3339, to_rfc3339
 from shared.states import JobStatus
 from shared.ui.charts import bar_chart, line_chart
 
@@ -100,9 +101,9 @@ def fmt_duration(start: datetime | None, end: datetime | None) -> str:
 
 def duration(record: JobRecord, now: datetime) -> str:
     """Tuning time when known (start to end, or to now while running), else upload to last change."""
-    view = record.tuning or {}
-    start = _time(view.get("start_time"))
-    end = _time(view.get("end_time"))
+    view = record.tuning or TuningView()
+    start = _time(view.start_time)
+    end = _time(view.end_time)
     if start is not None:
         return fmt_duration(start, end or (now if not record.status.is_terminal else record.updated_at))
     return fmt_duration(record.created_at, record.updated_at if record.status.is_terminal else now)
@@ -110,31 +111,34 @@ def duration(record: JobRecord, now: datetime) -> str:
 
 def estimated_tokens(record: JobRecord) -> int | None:
     """Billable tokens (dataset tokens x epochs) as the validator estimated them."""
-    billing = (((record.validation or {}).get("stats") or {}).get("billing")) or {}
+    stats = (record.validation.stats if record.validation else None) or {}
+    billing = stats.get("billing") or {}
     value = billing.get("estimated_billable_tokens") or billing.get("dataset_tokens")
     return value if isinstance(value, int) else None
 
 
 def smoke_verdict(record: JobRecord) -> str:
     """``passed`` / ``failed`` / ``skipped`` / ``–``."""
-    smoke = record.smoke_test or {}
-    if not smoke:
+    smoke = record.smoke_test
+    if smoke is None:
         return "–"
-    if smoke.get("skipped"):
+    if smoke.skipped:
         return "skipped"
-    return "passed" if smoke.get("passed") else "failed"
+    return "passed" if smoke.passed else "failed"
 
 
 def base_model(record: JobRecord) -> str | None:
     """The configured base model (resolved config first, then the tuning job's)."""
-    value = (record.config or {}).get("base_model") or (record.tuning or {}).get("base_model")
+    value = (record.config.base_model if record.config else None) or (
+        record.tuning.base_model if record.tuning else None
+    )
     return str(value) if value else None
 
 
 def is_retired(record: JobRecord) -> bool:
     """True once a newer job's cleanup retired this job's model."""
-    cleanup = record.cleanup or {}
-    return bool(cleanup.get("retired_by")) or (cleanup.get("retirement") or {}).get("status") == "retired"
+    cleanup = record.cleanup or CleanupRecord()
+    return bool(cleanup.retired_by) or (cleanup.retirement or {}).get("status") == "retired"
 
 
 def _time(value: Any) -> datetime | None:
@@ -211,7 +215,7 @@ def _num(value: int | None) -> str:
 def job_page(record: JobRecord, *, csrf_token: str, can_cancel: bool, cancellable: bool, now: datetime) -> str:
     """One job: timeline, validation, config, tuning job, curves, checkpoints, smoke test, events."""
     base = "../"
-    view = record.tuning or {}
+    view = record.tuning
     sections = [
         f"<h1>{esc(record.dataset.name.rsplit('/', 1)[-1])} {badge(record.status.value)}</h1>",
         '<dl class="facts">'
@@ -260,12 +264,11 @@ def _cancel_section(record: JobRecord, *, csrf_token: str, can_cancel: bool, can
     )
 
 
-def _error_section(error: JSON | None) -> str:
-    if not error:
+def _error_section(error: RecordError | None) -> str:
+    if error is None:
         return ""
     return (
-        '<section class="error-box"><h2>Error</h2>'
-        f"<p><code>{esc(error.get('code'))}</code> {esc(error.get('message'))}</p></section>"
+        f'<section class="error-box"><h2>Error</h2><p><code>{esc(error.code)}</code> {esc(error.message)}</p></section>'
     )
 
 
@@ -275,18 +278,19 @@ def _timeline(record: JobRecord) -> str:
         f'<span class="note">{esc(entry.note) if entry.note else ""}</span></li>'
         for entry in record.history
     ]
-    smoke = record.smoke_test or {}
-    if smoke.get("tested_at"):
+    smoke = record.smoke_test
+    if smoke is not None and smoke.tested_at:
         items.append(
-            f'<li><span class="when">{fmt_time(smoke["tested_at"])}</span> '
+            f'<li><span class="when">{fmt_time(smoke.tested_at)}</span> '
             f"{_verdict_badge(smoke_verdict(record))} <span class=note>smoke-tested</span></li>"
         )
-    retirement = (record.cleanup or {}).get("retirement") or {}
+    cleanup = record.cleanup or CleanupRecord()
+    retirement = cleanup.retirement or {}
     if retirement.get("at"):
         items.append(
             f'<li><span class="when">{fmt_time(retirement["at"])}</span> <span class="badge grey">RETIRED</span> '
             f'<span class="note">model {esc(retirement.get("model"))} retired by job '
-            f"{esc((record.cleanup or {}).get('retired_by'))}</span></li>"
+            f"{esc(cleanup.retired_by)}</span></li>"
         )
     received = (
         f'<li><span class="when">{fmt_time(record.created_at.isoformat())}</span> '
@@ -295,29 +299,25 @@ def _timeline(record: JobRecord) -> str:
     return f'<section><h2>Timeline</h2><ol class="timeline">{received}{"".join(items)}</ol></section>'
 
 
-def _validation_section(validation: JSON | None) -> str:
-    if not validation:
+def _validation_section(validation: Validation | None) -> str:
+    if validation is None:
         return '<section><h2>Validation</h2><p class="muted">Not validated yet.</p></section>'
-    verdict = (
-        '<span class="badge green">valid</span>'
-        if validation.get("valid")
-        else '<span class="badge red">invalid</span>'
-    )
+    verdict = '<span class="badge green">valid</span>' if validation.valid else '<span class="badge red">invalid</span>'
     facts = (
-        f"<dt>Verdict</dt><dd>{verdict} {esc(validation.get('reason')) if validation.get('reason') else ''}</dd>"
-        f"<dt>Examples</dt><dd>{esc(validation.get('example_count'))}</dd>"
-        f"<dt>Errors / warnings</dt><dd>{esc(validation.get('errors_count'))} / "
-        f"{esc(validation.get('warnings_count'))}</dd>"
-        f"<dt>Report</dt><dd><code>{esc(validation.get('report_uri'))}</code></dd>"
+        f"<dt>Verdict</dt><dd>{verdict} {esc(validation.reason) if validation.reason else ''}</dd>"
+        f"<dt>Examples</dt><dd>{esc(validation.example_count)}</dd>"
+        f"<dt>Errors / warnings</dt><dd>{esc(validation.errors_count)} / "
+        f"{esc(validation.warnings_count)}</dd>"
+        f"<dt>Report</dt><dd><code>{esc(validation.report_uri)}</code></dd>"
     )
-    validation_set = validation.get("validation_set") or {}
+    validation_set = validation.validation_set or {}
     if validation_set:
         facts += (
             f"<dt>Validation set</dt><dd><code>{esc(validation_set.get('uri'))}</code> "
             f"({esc(validation_set.get('example_count'))} examples, "
             f"{'valid' if validation_set.get('valid') else 'invalid'})</dd>"
         )
-    issues = list(validation.get("issues") or [])[:10]
+    issues = list(validation.issues or [])[:10]
     rows = "".join(
         f"<tr><td>{esc(issue.get('line'))}</td><td>{esc(issue.get('severity'))}</td>"
         f"<td><code>{esc(issue.get('code'))}</code></td><td><code>{esc(issue.get('path'))}</code></td>"
@@ -362,31 +362,32 @@ def console_links(name: str | None) -> str:
     return f'<code>{esc(name)}</code> <a class="console" href="{esc(url)}" rel="noopener noreferrer">console ↗</a>'
 
 
-def _tuning_section(record: JobRecord, view: JSON) -> str:
-    if not record.tuning_job and not view:
+def _tuning_section(record: JobRecord, stored: TuningView | None) -> str:
+    if not record.tuning_job and stored is None:
         return '<section><h2>Tuning job</h2><p class="muted">Not submitted yet.</p></section>'
-    metrics = view.get("metrics") or {}
+    view = stored or TuningView()
+    metrics = view.metrics or {}
     progress = ""
     if metrics.get("completed_steps") is not None:
         total = metrics.get("total_steps")
         progress = f"{esc(metrics.get('completed_steps'))}" + (f" / {esc(total)}" if total else "") + " steps"
-    error = view.get("error") or {}
+    error = view.error or {}
     facts = (
         f"<dt>Tuning job</dt><dd>{console_links(record.tuning_job)}</dd>"
-        f"<dt>State</dt><dd>{esc(view.get('state'))}</dd>"
+        f"<dt>State</dt><dd>{esc(view.state)}</dd>"
         f"<dt>Progress</dt><dd>{progress or '–'}</dd>"
-        f"<dt>Started</dt><dd>{fmt_time(view.get('start_time'))}</dd>"
-        f"<dt>Ended</dt><dd>{fmt_time(view.get('end_time'))}</dd>"
-        f"<dt>Tuned model</dt><dd>{console_links(view.get('tuned_model'))}</dd>"
-        f"<dt>Endpoint</dt><dd>{console_links(view.get('endpoint'))}</dd>"
+        f"<dt>Started</dt><dd>{fmt_time(view.start_time)}</dd>"
+        f"<dt>Ended</dt><dd>{fmt_time(view.end_time)}</dd>"
+        f"<dt>Tuned model</dt><dd>{console_links(view.tuned_model)}</dd>"
+        f"<dt>Endpoint</dt><dd>{console_links(view.endpoint)}</dd>"
     )
     if error:
         facts += f"<dt>Backend error</dt><dd>{esc(error.get('code'))}: {esc(error.get('message'))}</dd>"
     return f'<section><h2>Tuning job</h2><dl class="facts">{facts}</dl></section>'
 
 
-def _curves_section(record: JobRecord, view: JSON) -> str:
-    curves = view.get("curves") or {}
+def _curves_section(record: JobRecord, view: TuningView | None) -> str:
+    curves = (view.curves if view else None) or {}
     series = curves.get("series") or {}
     if not series:
         if record.status in (JobStatus.QUEUED, JobStatus.PENDING, JobStatus.SUBMITTING, JobStatus.RECEIVED):
@@ -412,8 +413,8 @@ def _curves_section(record: JobRecord, view: JSON) -> str:
     return f'<section id="curves"><h2>Training curves</h2>{"".join(charts)}</section>'
 
 
-def _checkpoints_section(view: JSON) -> str:
-    checkpoints = [c for c in view.get("checkpoints") or [] if isinstance(c, dict)]
+def _checkpoints_section(view: TuningView | None) -> str:
+    checkpoints = [c for c in (view.checkpoints if view else None) or [] if isinstance(c, dict)]
     if not checkpoints:
         return ""
     rows = "".join(
@@ -427,21 +428,21 @@ def _checkpoints_section(view: JSON) -> str:
     )
 
 
-def _smoke_section(smoke: JSON | None) -> str:
-    if not smoke:
+def _smoke_section(smoke: SmokeTestRecord | None) -> str:
+    if smoke is None:
         return '<section id="smoke"><h2>Smoke test</h2><p class="muted">Not run yet.</p></section>'
-    if smoke.get("skipped"):
-        return f'<section id="smoke"><h2>Smoke test</h2><p class="muted">Skipped: {esc(smoke["skipped"])}</p></section>'
-    verdict = "passed" if smoke.get("passed") else "failed"
+    if smoke.skipped:
+        return f'<section id="smoke"><h2>Smoke test</h2><p class="muted">Skipped: {esc(smoke.skipped)}</p></section>'
+    verdict = "passed" if smoke.passed else "failed"
     head = (
-        f"<p>{_verdict_badge(verdict)} {esc(smoke.get('prompts_passed'))} of {esc(smoke.get('prompts_total'))} "
-        f"prompts passed · prompts from {esc(smoke.get('prompt_source'))} · tested "
-        f"{fmt_time(smoke.get('tested_at'))}</p>"
+        f"<p>{_verdict_badge(verdict)} {esc(smoke.prompts_passed)} of {esc(smoke.prompts_total)} "
+        f"prompts passed · prompts from {esc(smoke.prompt_source)} · tested "
+        f"{fmt_time(smoke.tested_at)}</p>"
     )
-    reasons = "".join(f"<li>{esc(r)}</li>" for r in smoke.get("reasons") or [])
-    notes = "".join(f"<li>{esc(n)}</li>" for n in smoke.get("notes") or [])
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in smoke.reasons or [])
+    notes = "".join(f"<li>{esc(n)}</li>" for n in smoke.notes or [])
     rows = []
-    for item in smoke.get("prompts") or []:
+    for item in smoke.prompts or []:
         if not isinstance(item, dict):
             continue
         checks = "".join(
@@ -465,7 +466,7 @@ def _smoke_section(smoke: JSON | None) -> str:
         '<table class="smoke"><thead><tr><th>#</th><th>Target</th><th>Prompt</th><th>Answer</th><th>Reference</th>'
         f"<th>Checks</th><th>ROUGE</th><th>Verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
-    scores = smoke.get("scores") or {}
+    scores = smoke.scores or {}
     chart = (
         bar_chart(scores, title="Base vs tuned (mean ROUGE over prompts with a reference)")
         if scores
@@ -491,10 +492,10 @@ def _events_section(record: JobRecord) -> str:
     )
 
 
-def _config_section(config: JSON | None) -> str:
-    if not config:
+def _config_section(config: ResolvedConfig | None) -> str:
+    if config is None:
         return ""
-    text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    text = json.dumps(config.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, default=str)
     return f'<section><h2>Resolved config</h2><pre class="config">{esc(text)}</pre></section>'
 
 
@@ -510,8 +511,7 @@ def lineage_page(lineage: str, records: list[JobRecord], *, now: datetime) -> st
     tuned_points: list[list[float]] = []
     base_points: list[list[float]] = []
     for number, record in enumerate(ordered, start=1):
-        view = record.tuning or {}
-        model = view.get("tuned_model")
+        model = record.tuning.tuned_model if record.tuning else None
         if record.status is JobStatus.SUCCEEDED and model:
             state = (
                 '<span class="badge grey">retired</span>'
@@ -520,7 +520,7 @@ def lineage_page(lineage: str, records: list[JobRecord], *, now: datetime) -> st
             )
         else:
             state = "–"
-        scores = (record.smoke_test or {}).get("scores") or {}
+        scores = (record.smoke_test.scores if record.smoke_test else None) or {}
         tuned = scores.get("tuned") or {}
         base_scores = scores.get("base") or {}
         cells = "".join(

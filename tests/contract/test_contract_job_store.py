@@ -44,7 +44,7 @@ def test_create_claims_once_and_get_round_trips_every_field(job_store):
     stored = job_store.get(rich.id)
     assert stored == rich
     assert stored.created_at == T0
-    assert stored.validation["matrix"] == [[1, 2], [3, [4, 5]]]
+    assert stored.validation.extra["matrix"] == [[1, 2], [3, [4, 5]]]
 
 
 def test_get_of_an_unknown_id_is_none(job_store):

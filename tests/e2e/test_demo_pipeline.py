@@ -42,8 +42,8 @@ def test_uploads_end_in_tuned_tested_and_retired_models(tmp_path: Path) -> None:
     # v2 was uploaded while v1 trained: the one-job quota queued it, the poller submitted it later.
     assert JobStatus.QUEUED in [h.status for h in v2.history]
     assert broken.status is JobStatus.REJECTED and broken.tuning_job is None
-    assert v1.cleanup is not None and v1.cleanup.get("retired_by") == v2.id
-    assert (v1.tuning or {}).get("tuned_model") in result.retired_models
+    assert v1.cleanup is not None and v1.cleanup.retired_by == v2.id
+    assert v1.tuning is not None and v1.tuning.tuned_model in result.retired_models
 
     types = [event["attributes"]["type"] for event in result.events]
     assert types.count("dataset.rejected") == 1

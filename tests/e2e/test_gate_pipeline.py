@@ -32,6 +32,7 @@ from shared.cleanup import iter_lineage_candidates
 from shared.errors import NotFoundError
 from shared.gate import find_live
 from shared.ports import JobQuery
+from shared.record_parts import GateRecord
 from shared.records import JobRecord
 from shared.settings import Settings
 from shared.states import JobStatus
@@ -110,7 +111,7 @@ def wait_for_gate(services: Services, name: str, timeout: float = 400.0) -> JobR
 
 def model_exists(services: Services, record: JobRecord) -> bool:
     try:
-        services.tuning.get_model(str((record.tuning or {})["tuned_model"]))
+        services.tuning.get_model(str(record.tuning.tuned_model if record.tuning else None))
     except NotFoundError:
         return False
     return True
@@ -132,29 +133,29 @@ def test_a_bad_model_is_rejected_and_a_good_one_promoted_on_the_local_stack(
     bucket.blob(f"{folder}/v1.jsonl").upload_from_string(dataset("alpha beta"))
     v1 = wait_for_gate(services, "/v1.jsonl")
     assert v1.status is JobStatus.SUCCEEDED, v1.error
-    assert (v1.gate or {})["verdict"] == "PROMOTED", v1.gate
+    assert v1.gate is not None and v1.gate.verdict == "PROMOTED", v1.gate
 
     bucket.blob(f"{folder}/v2.jsonl").upload_from_string(dataset("zulu zulu"))
     v2 = wait_for_gate(services, "/v2.jsonl")
-    gate2 = v2.gate or {}
-    assert gate2["verdict"] == "REJECTED", gate2
-    vs_live = next(c for c in gate2["comparisons"] if c["against"] == "live")
+    gate2 = v2.gate or GateRecord()
+    assert gate2.verdict == "REJECTED", gate2
+    vs_live = next(c for c in gate2.comparisons if c["against"] == "live")
     assert (vs_live["losses"], vs_live["wins"]) == (4, 0)
-    assert gate2["live_before"] == v1.id
+    assert gate2.live_before == v1.id
     assert model_exists(services, v1) and model_exists(services, v2)  # on_reject: keep
     live = find_live(iter_lineage_candidates(services.jobs, LINEAGE))
     assert live is not None and live.id == v1.id
 
     bucket.blob(f"{folder}/v3.jsonl").upload_from_string(dataset(REFERENCE))
     v3 = wait_for_gate(services, "/v3.jsonl")
-    gate3 = v3.gate or {}
-    assert gate3["verdict"] == "PROMOTED", gate3
-    assert next(c for c in gate3["comparisons"] if c["against"] == "live")["wins"] == 4
+    gate3 = v3.gate or GateRecord()
+    assert gate3.verdict == "PROMOTED", gate3
+    assert next(c for c in gate3.comparisons if c["against"] == "live")["wins"] == 4
     deadline = time.monotonic() + 120
     while model_exists(services, v1) and time.monotonic() < deadline:
         time.sleep(1.0)
     assert not model_exists(services, v1), "v1 (the previous live model) was not retired after v3's promotion"
     assert not model_exists(services, v2)
     assert model_exists(services, v3)
-    report = bucket.blob(str(gate3["report_uri"]).split("/", 3)[3]).download_as_bytes()
+    report = bucket.blob(str(gate3.report_uri).split("/", 3)[3]).download_as_bytes()
     assert json.loads(report)["verdict"] == "PROMOTED"

@@ -107,10 +107,10 @@ class Pipeline:
             record = self.record(ref)
             if record is not None and record.status.is_terminal and record.status is not JobStatus.SUCCEEDED:
                 pytest.fail(f"{ref.name} ended {record.status.value}: {record.error}")
-            if record is None or not record.smoke_test or "passed" not in record.smoke_test:
+            if record is None or not record.smoke_test or "passed" not in record.smoke_test.to_dict():
                 return None
-            cleanup = record.cleanup or {}
-            finished = "run" in cleanup or "skipped" in cleanup or not (record.config or {})["cleanup"]["enabled"]
+            cleanup = record.cleanup.to_dict() if record.cleanup else {}
+            finished = "run" in cleanup or "skipped" in cleanup or not record.config.cleanup["enabled"]
             return record if finished and not record.has_pending_outbox else None
 
         return wait_for(f"the smoke test of {ref.name}", done)
@@ -196,12 +196,12 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 
 
 def _endpoints(record: JobRecord) -> list[str]:
-    tuning = record.tuning or {}
+    tuning = record.tuning.to_dict() if record.tuning else {}
     return sorted({tuning["endpoint"], *(c["endpoint"] for c in tuning.get("checkpoints", []) if c.get("endpoint"))})
 
 
 def _model(record: JobRecord) -> str:
-    return str((record.tuning or {})["tuned_model"])
+    return str(record.tuning.tuned_model)
 
 
 def _foreign_model(pipe: Pipeline, training_uri: str) -> str:
@@ -242,8 +242,8 @@ def test_v2_retires_v1_a_failing_v3_keeps_v2_foreign_models_stay_redelivery_is_a
     # v1: tuned, smoke test passes, nothing to retire yet.
     v1_ref = pipe.upload(f"datasets/{LINEAGE}/v1.jsonl", dataset(16, 1))
     v1 = pipe.tested(v1_ref)
-    assert v1.smoke_test is not None and v1.smoke_test["passed"] is True, v1.smoke_test
-    assert v1.smoke_test["prompts"][0]["response"]
+    assert v1.smoke_test is not None and v1.smoke_test.passed is True, v1.smoke_test
+    assert v1.smoke_test.prompts[0]["response"]
     assert pipe.model_exists(_model(v1))
     report = storage.Client().bucket(pipe.stack.bucket).blob(f"reports/{v1_ref.reports_prefix}/smoke_test.json")
     assert json.loads(report.download_as_bytes())["passed"] is True
@@ -255,16 +255,16 @@ def test_v2_retires_v1_a_failing_v3_keeps_v2_foreign_models_stay_redelivery_is_a
     # v2 passes: v1's model and endpoints are deleted, the foreign model is refused.
     v2_ref = pipe.upload(f"datasets/{LINEAGE}/v2.jsonl", dataset(16, 2))
     v2 = pipe.tested(v2_ref)
-    assert v2.smoke_test is not None and v2.smoke_test["passed"] is True
+    assert v2.smoke_test is not None and v2.smoke_test.passed is True
     assert not pipe.model_exists(_model(v1))
     assert not any(pipe.endpoint_exists(e) for e in _endpoints(v1))
     assert pipe.model_exists(_model(v2)) and all(pipe.endpoint_exists(e) for e in _endpoints(v2))
     assert pipe.model_exists(foreign)
-    run = (v2.cleanup or {})["run"]
+    run = v2.cleanup.run
     statuses = {t["job_id"]: t["status"] for t in run["targets"]}
     assert statuses == {v1.id: "retired", manual.id: "not_managed"}
     retired = pipe.record(v1_ref)
-    assert retired is not None and (retired.cleanup or {})["retired_by"] == v2.id
+    assert retired is not None and retired.cleanup.retired_by == v2.id
 
     deleted = wait_for("model.deleted", lambda: pipe.of_type("model.deleted"), timeout=30)
     assert [(e["data"]["model"], e["data"]["superseded_by"]) for e in deleted] == [(_model(v1), v2.id)]
@@ -274,8 +274,8 @@ def test_v2_retires_v1_a_failing_v3_keeps_v2_foreign_models_stay_redelivery_is_a
     pipe.upload(f"datasets/{LINEAGE}/tuning.yaml", FAILING_CONFIG)
     v3_ref = pipe.upload(f"datasets/{LINEAGE}/v3.jsonl", dataset(16, 3))
     v3 = pipe.tested(v3_ref)
-    assert v3.smoke_test is not None and v3.smoke_test["passed"] is False
-    assert v3.smoke_test["reasons"] == ["prompt 1 on tuned: contains: missing '— Acme Support'"]
+    assert v3.smoke_test is not None and v3.smoke_test.passed is False
+    assert v3.smoke_test.reasons == ["prompt 1 on tuned: contains: missing '— Acme Support'"]
     assert pipe.model_exists(_model(v2))
     failed = wait_for("smoke_test.failed", lambda: pipe.of_type("smoke_test.failed"), timeout=30)
     assert [e["data"]["job_id"] for e in failed] == [v3.id]

@@ -200,7 +200,7 @@ def test_upload_creates_a_record_a_report_and_one_labelled_job(stack: Stack):
         stack.blobs.read_bytes(stack.settings.bucket, f"reports/math/v1/{event['data']['generation']}/validation.json")
     )
     assert report["valid"] is True and report["training"]["stats"]["examples"] == 20
-    assert record.validation["report_uri"].endswith("/validation.json")
+    assert record.validation.report_uri.endswith("/validation.json")
 
     # the report object is written under reports/: its own event is ignored
     report_event = stack.upload(f"reports/math/v1/{event['data']['generation']}/copy.json", json.dumps(report).encode())

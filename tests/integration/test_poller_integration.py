@@ -164,15 +164,15 @@ def test_job_trains_to_succeeded_and_one_job_succeeded_is_published(stack: Stack
 
     assert final.status is JobStatus.SUCCEEDED, final.error
     assert final.tuning is not None
-    assert final.tuning["state"] == "JOB_STATE_SUCCEEDED"
-    assert final.tuning["tuned_model"] and final.tuning["endpoint"]
-    assert final.tuning["end_time"] is not None
+    assert final.tuning.state == "JOB_STATE_SUCCEEDED"
+    assert final.tuning.tuned_model and final.tuning.endpoint
+    assert final.tuning.end_time is not None
     assert final.history[-1].status is JobStatus.SUCCEEDED
     assert not final.has_pending_outbox
     (message,) = stack.messages(1)
     body = _valid(message)
     assert (body["type"], body["event_id"]) == ("job.succeeded", f"{record.id}:SUCCEEDED")
-    assert body["tuned_model"] == final.tuning["tuned_model"]
+    assert body["tuned_model"] == final.tuning.tuned_model
     assert body["tuning_job"] == record.tuning_job
     assert message["attributes"]["lineage"] == "math"
 
@@ -203,12 +203,12 @@ def test_failing_dataset_publishes_one_job_failed_with_the_error(stack: Stack):
     final = stack.poll_until_terminal(record.id)
 
     assert final.status is JobStatus.FAILED
-    assert final.error is not None and final.error["code"] == "E_TUNING_JOB_FAILED"
-    assert final.tuning["error"]["message"] == final.error["message"]
+    assert final.error is not None and final.error.code == "E_TUNING_JOB_FAILED"
+    assert final.tuning.error["message"] == final.error.message
     (message,) = stack.messages(1)
     body = _valid(message)
     assert (body["type"], body["event_id"]) == ("job.failed", f"{record.id}:FAILED")
-    assert body["error"]["message"] == final.error["message"]
+    assert body["error"]["message"] == final.error.message
     assert "line 1" in body["error"]["message"]  # the server names the bad line
 
 

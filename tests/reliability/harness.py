@@ -390,8 +390,8 @@ def assert_whole_pipeline_exactly_once(p: Pipeline, *, prompts_may_rerun_for: st
     for record in p.jobs.all():
         if record.status is not JobStatus.SUCCEEDED:
             continue
-        assert record.smoke_test is not None and record.smoke_test["passed"] is True
-        endpoint = record.tuning["endpoint"]
+        assert record.smoke_test is not None and record.smoke_test.passed is True
+        endpoint = record.tuning.endpoint
         runs = p.prompt_runs(endpoint)
         if record.id == prompts_may_rerun_for:
             assert set(runs) == set(PROMPTS) and max(runs.values()) <= 2

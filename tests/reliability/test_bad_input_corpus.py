@@ -200,8 +200,8 @@ def test_every_corpus_dataset_is_rejected_by_the_intake_with_report_and_event(pi
 
     assert outcome.kind is IntakeOutcomeKind.REJECTED and outcome.reason.strip()
     record = pipe.record(event)
-    assert record.status is JobStatus.REJECTED and record.error["code"] == "E_DATASET_INVALID"
-    assert (line, code) in {(i["line"], i["code"]) for i in record.validation["issues"]}
+    assert record.status is JobStatus.REJECTED and record.error.code == "E_DATASET_INVALID"
+    assert (line, code) in {(i["line"], i["code"]) for i in record.validation.issues}
     report_name = f"reports/corpus/{record.dataset.stem}/{event.generation}/validation.json"
     assert pipe.blob_names() - before == {report_name}, "the report is the only thing written"
     report = json.loads(pipe.blobs.read_bytes(BUCKET, report_name))
@@ -365,11 +365,11 @@ def test_every_corpus_config_rejects_the_dataset_through_the_intake(pipe: Pipeli
 
     assert outcome.kind is IntakeOutcomeKind.REJECTED and "tuning.yaml" in outcome.reason
     record = pipe.record(event)
-    problems = [ConfigProblem(**p) for p in record.validation["config_errors"]]
+    problems = [ConfigProblem(**p) for p in record.validation.config_errors]
     assert_config_rejected(problems, path, fragment)
     assert {p.source for p in problems} == {f"gs://{BUCKET}/datasets/corpus/tuning.yaml"}
     [rejected] = pipe.publisher.of_type("dataset.rejected")
-    assert rejected.data["config_errors"] == record.validation["config_errors"]
+    assert rejected.data["config_errors"] == record.validation.config_errors
     assert pipe.tuning.jobs == {}
 
 
@@ -429,7 +429,7 @@ def test_a_deeply_nested_tuning_yaml_rejects_the_dataset_instead_of_dropping_the
     pipe.blobs.put(BUCKET, "datasets/corpus/tuning.yaml", _deep_yaml(5000))
     event = pipe.upload("datasets/corpus/v1.jsonl", examples(20))
     assert pipe.deliver(event).kind is IntakeOutcomeKind.REJECTED
-    assert pipe.record(event).validation["config_errors"]
+    assert pipe.record(event).validation.config_errors
 
 
 def test_a_10_mb_tuning_yaml_is_a_config_problem_not_a_read_of_10_mb(pipe: Pipeline, tmp_path: Path):
@@ -438,7 +438,7 @@ def test_a_10_mb_tuning_yaml_is_a_config_problem_not_a_read_of_10_mb(pipe: Pipel
     event = pipe.upload("datasets/corpus/v1.jsonl", examples(20))
 
     assert pipe.deliver(event).kind is IntakeOutcomeKind.REJECTED
-    [problem] = pipe.record(event).validation["config_errors"]
+    [problem] = pipe.record(event).validation.config_errors
     assert problem["path"] == "" and str(MAX_CONFIG_BYTES) in problem["message"]
     assert pipe.tuning.jobs == {}
 

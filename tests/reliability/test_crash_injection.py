@@ -302,7 +302,7 @@ def _v2_supersedes_v1(p: Pipeline) -> tuple[OutgoingEvent, JobRecord | None]:
     p.deliver_until_acked(v1)
     p.finish(p.record(v1))
     p.settle()
-    assert p.record(v1).smoke_test["passed"] is True
+    assert p.record(v1).smoke_test.passed is True
     return _tuned(p, "datasets/faq/v2.jsonl"), p.record(v1)
 
 
@@ -355,23 +355,23 @@ def crash_completion_and_recover(scenario: CompletionScenario, step: CompletionS
     duplicated = {eid: n for eid, n in p.event_counts().items() if n != 1}
     assert not duplicated, f"{scenario.name}: events published more than once: {duplicated}"
     if record.status is not JobStatus.SUCCEEDED:
-        assert record.cleanup is not None and record.cleanup.get("run") is not None, scenario.name
+        assert record.cleanup is not None and record.cleanup.run is not None, scenario.name
         assert p.tuning.generations == []
         return
     runs = PROMPT_RUNS_AFTER_A_CRASH_AT.get(step, 1)
-    assert p.prompt_runs(record.tuning["endpoint"]) == Counter(dict.fromkeys(PROMPTS, runs))
+    assert p.prompt_runs(record.tuning.endpoint) == Counter(dict.fromkeys(PROMPTS, runs))
     smoke_events = {f"{job_id}:smoke_test": 1} | ({f"{superseded.id}:smoke_test": 1} if superseded else {})
     assert p.event_counts(EventType.SMOKE_TEST_PASSED) == Counter(smoke_events)
-    assert record.smoke_test["passed"] is True
+    assert record.smoke_test.passed is True
     if superseded is not None:
-        old_model = superseded.tuning["tuned_model"]
+        old_model = superseded.tuning.tuned_model
         assert old_model not in p.tuning.models
-        assert record.tuning["tuned_model"] in p.tuning.models
+        assert record.tuning.tuned_model in p.tuning.models
         assert p.tuning.calls["delete_model"] == 1
         assert p.event_counts(EventType.MODEL_DELETED) == Counter(
             {f"{job_id}:model.deleted:{old_model.rsplit('/', 1)[-1]}": 1}
         )
-        assert record.cleanup["run"]["retired_models"] == [old_model]
+        assert record.cleanup.run["retired_models"] == [old_model]
 
 
 # --- the one documented duplicate: death between Pub/Sub's ack and the claim's completion ----------

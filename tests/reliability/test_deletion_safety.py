@@ -71,7 +71,7 @@ class Lineage:
 
 
 def model_of(record: JobRecord) -> str:
-    return record.tuning["tuned_model"]
+    return record.tuning.tuned_model
 
 
 def relabel(p: Pipeline, record: JobRecord, managed_by: str | None) -> None:
@@ -116,7 +116,7 @@ def history() -> History:
     relabel(p, other_deployment, "sftpilot-other")
     standalone = "projects/local/locations/us-central1/models/hand-made@1"
     p.tuning.add_foreign_model(standalone, {"team": "ml"})
-    assert failed_smoke.smoke_test["passed"] is False
+    assert failed_smoke.smoke_test.passed is False
     return History(p, faq, managed, unlabelled, other_deployment, failed_smoke, other_lineage, standalone)
 
 
@@ -136,14 +136,14 @@ def test_only_superseded_managed_models_of_the_lineage_are_deleted():
         assert survivor in models, survivor
     for retired in h.managed:
         assert model_of(retired) not in models, retired.dataset.name
-        assert not any(e.startswith(retired.tuning["endpoint"]) for e in h.p.tuning.endpoints)
-        assert h.p.jobs.get(retired.id).cleanup["retired_by"] == newest.id
-    assert h.p.tuning.endpoints.get(newest.tuning["endpoint"]) == [model_of(newest)]
+        assert not any(e.startswith(retired.tuning.endpoint) for e in h.p.tuning.endpoints)
+        assert h.p.jobs.get(retired.id).cleanup.retired_by == newest.id
+    assert h.p.tuning.endpoints.get(newest.tuning.endpoint) == [model_of(newest)]
     deleted = {e.data["model"] for e in h.p.publisher.of_type(EventType.MODEL_DELETED.value)}
     assert deleted == {model_of(r) for r in h.managed}
     for foreign in (h.unlabelled, h.other_deployment):
-        entry = h.p.jobs.get(foreign.id).cleanup["retirement"]
-        assert entry["status"] == "not_managed" and "retired_by" not in h.p.jobs.get(foreign.id).cleanup
+        entry = h.p.jobs.get(foreign.id).cleanup.retirement
+        assert entry["status"] == "not_managed" and h.p.jobs.get(foreign.id).cleanup.retired_by is None
     assert h.p.tuning.calls["delete_model"] == len(h.managed)
 
 
@@ -160,9 +160,9 @@ def test_dry_run_deletes_nothing_and_announces_what_would_go():
     announced = h.p.publisher.of_type(EventType.MODEL_DELETED.value)
     assert {e.data["model"] for e in announced} == {model_of(r) for r in h.managed}
     assert all(e.data["dry_run"] is True and e.data["status"] == "would_retire" for e in announced)
-    run = h.p.jobs.get(newest.id).cleanup["run"]
+    run = h.p.jobs.get(newest.id).cleanup.run
     assert run["dry_run"] is True and run["retired_models"] == []
-    assert all("retired_by" not in (h.p.jobs.get(r.id).cleanup or {}) for r in h.managed)
+    assert all((c := h.p.jobs.get(r.id).cleanup) is None or c.retired_by is None for r in h.managed)
 
 
 def test_a_failed_smoke_test_deletes_nothing():
@@ -177,7 +177,7 @@ def test_a_failed_smoke_test_deletes_nothing():
     assert set(h.p.tuning.models) == models_before | {model_of(newest)}
     assert h.p.publisher.of_type(EventType.MODEL_DELETED.value) == []
     stored = h.p.jobs.get(newest.id)
-    assert stored.smoke_test["passed"] is False and "older models" in stored.cleanup["skipped"]
+    assert stored.smoke_test.passed is False and "older models" in stored.cleanup.skipped
     assert h.p.event_counts(EventType.SMOKE_TEST_FAILED)[f"{newest.id}:smoke_test"] == 1
 
 
@@ -193,7 +193,7 @@ def test_the_newest_passing_model_survives_an_older_upload_that_passes_later():
 
     assert model_of(fast) in p.tuning.models and model_of(slow) in p.tuning.models
     assert all(model_of(r) not in p.tuning.models for r in old)
-    assert p.jobs.get(slow.id).cleanup["run"]["kept"] == [fast.id, slow.id]
+    assert p.jobs.get(slow.id).cleanup.run["kept"] == [fast.id, slow.id]
     assert p.tuning.calls["delete_model"] == 2
 
 
@@ -209,7 +209,7 @@ def test_keep_last_keeps_that_many_newest_passing_models_and_foreign_ones_count_
     assert model_of(newest) in models and model_of(h.managed[2]) in models
     assert all(m in models for m in h.survivors())
     assert all(model_of(r) not in models for r in h.managed[:2])
-    assert h.p.jobs.get(newest.id).cleanup["run"]["kept"] == [newest.id, h.managed[2].id, h.other_deployment.id]
+    assert h.p.jobs.get(newest.id).cleanup.run["kept"] == [newest.id, h.managed[2].id, h.other_deployment.id]
     assert h.p.tuning.calls["delete_model"] == 2
 
 
@@ -288,7 +288,7 @@ def test_random_histories_never_lose_a_foreign_or_a_newest_passing_model(
     p.complete_until_acked(to_message(_job_succeeded(new)))
 
     deleted = models_before - set(p.tuning.models)
-    assert p.jobs.get(new.id).smoke_test["passed"] is True
+    assert p.jobs.get(new.id).smoke_test.passed is True
     if dry_run:
         assert deleted == set()
     history = {model_of(r): (r, v) for r, v in zip(seeded, older, strict=True)}
@@ -322,7 +322,7 @@ def test_operations_that_outlast_a_pass_are_resumed_and_nothing_counts_as_delete
         h.p.complete(message)
     assert h.p.publisher.of_type(EventType.MODEL_DELETED.value) == []
     assert all(model_of(r) in h.p.tuning.models for r in h.managed)
-    pending = [h.p.jobs.get(r.id).cleanup["retirement"] for r in h.managed]
+    pending = [h.p.jobs.get(r.id).cleanup.retirement for r in h.managed]
     assert all(entry["status"] == "pending" and entry["steps"][-1]["operation"] for entry in pending)
 
     # Redeliveries poll the recorded operations and go on; no mutation is ever sent twice.
@@ -336,7 +336,7 @@ def test_operations_that_outlast_a_pass_are_resumed_and_nothing_counts_as_delete
     h.p.deliver_new_events()
     for retired in h.managed:
         assert model_of(retired) not in h.p.tuning.models
-        assert h.p.jobs.get(retired.id).cleanup["retired_by"] == newest.id
+        assert h.p.jobs.get(retired.id).cleanup.retired_by == newest.id
     deleted = [e.data["model"] for e in h.p.publisher.of_type(EventType.MODEL_DELETED.value)]
     assert sorted(deleted) == sorted(model_of(r) for r in h.managed)
     after = deletions(h.p)

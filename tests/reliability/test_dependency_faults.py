@@ -30,6 +30,7 @@ from shared.errors import (
 from shared.events import EventType
 from shared.intake import IntakeOutcomeKind
 from shared.ports import TuningJob, TuningJobSpec
+from shared.record_parts import part_dict
 from shared.states import JobStatus, TuningState
 from shared.upload_event import UploadEvent
 
@@ -183,7 +184,7 @@ def test_a_flaky_endpoint_is_retried_within_the_smoke_test(pipe: Pipeline, fault
 
     assert outcome.kind is OutcomeKind.DONE and outcome.smoke_test_passed is True
     record = pipe.jobs.get(message.job_id)
-    assert [p["attempts"] for p in record.smoke_test["prompts"]] == [2, 1]  # the retry is recorded
+    assert [p["attempts"] for p in record.smoke_test.prompts] == [2, 1]  # the retry is recorded
     assert_whole_pipeline_exactly_once(pipe)
 
 
@@ -212,15 +213,15 @@ def test_cleanup_failures_are_retried_by_the_redelivery_and_delete_once(pipe: Pi
 
     assert isinstance(first_attempt(lambda: pipe.complete(message)), TransientBackendError)
     record = pipe.jobs.get(message.job_id)
-    assert record.smoke_test["passed"] is True, "the smoke test result is kept"
+    assert record.smoke_test.passed is True, "the smoke test result is kept"
     assert pipe.jobs.effect(f"{message.event_id}:cleanup") is None, "the cleanup claim is given back"
     [v1] = [r for r in pipe.jobs.all() if r.id != record.id]
-    assert v1.tuning["tuned_model"] in pipe.tuning.models, "nothing half-deleted is forgotten"
+    assert v1.tuning.tuned_model in pipe.tuning.models, "nothing half-deleted is forgotten"
 
     outcome = pipe.complete(message)
-    assert outcome.retired_models == (v1.tuning["tuned_model"],)
-    assert v1.tuning["tuned_model"] not in pipe.tuning.models
-    assert record.tuning["tuned_model"] in pipe.tuning.models
+    assert outcome.retired_models == (v1.tuning.tuned_model,)
+    assert v1.tuning.tuned_model not in pipe.tuning.models
+    assert record.tuning.tuned_model in pipe.tuning.models
     assert_whole_pipeline_exactly_once(pipe)
     assert pipe.tuning.calls["delete_model"] - (attempts if operation == "delete_model" else 0) == 1
 
@@ -350,7 +351,7 @@ def test_the_job_store_failing_during_completion_is_retried(pipe: Pipeline, oper
     pipe.complete_until_acked(message)
 
     record = pipe.jobs.get(message.job_id)
-    assert record.smoke_test["passed"] is True and record.cleanup["run"]["retired_models"]
+    assert record.smoke_test.passed is True and record.cleanup.run["retired_models"]
     # A failed write of the results re-runs the prompts (nothing was recorded); all else ran once.
     rerun = message.job_id if operation == "update" else None
     assert_whole_pipeline_exactly_once(pipe, prompts_may_rerun_for=rerun)
@@ -415,7 +416,7 @@ def test_gcs_read_errors_are_retried_and_the_full_file_is_validated_afterwards(p
     assert pipe.tuning.jobs == {}
     heal()
     assert pipe.deliver(event).kind is IntakeOutcomeKind.SUBMITTED  # the claim was given back: at once
-    validation = pipe.record(event).validation
+    validation = part_dict(pipe.record(event).validation)
     assert validation["example_count"] == 20 and validation["validation_set"]["example_count"] == 20
     run_to_the_end(pipe)
     assert_whole_pipeline_exactly_once(pipe)
@@ -439,7 +440,7 @@ def test_a_validation_set_unreadable_mid_stream_during_the_smoke_test_is_retried
     del p.blobs.fail_reads_after[validation]
     outcome = p.complete(message)
     assert outcome.smoke_test_passed is True
-    smoke = p.jobs.get(message.job_id).smoke_test
+    smoke = part_dict(p.jobs.get(message.job_id).smoke_test)
     assert (smoke["prompt_source"], smoke["prompts_total"]) == ("validation", 3)
     assert p.event_counts(EventType.SMOKE_TEST_PASSED) == Counter({f"{message.job_id}:smoke_test": 1})
 

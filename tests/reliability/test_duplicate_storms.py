@@ -232,21 +232,21 @@ def test_hundred_deliveries_of_each_event_type_have_one_effect(event_type: Event
     assert record is not None
     assert sum(1 for o in outcomes if o.kind is OutcomeKind.DONE) >= 1
     if event_type is EventType.JOB_SUCCEEDED:
-        endpoint = record.tuning["endpoint"]
+        endpoint = record.tuning.endpoint
         assert p.prompt_runs(endpoint) == Counter(dict.fromkeys(PROMPTS, 1)), "one smoke test"
         [v1] = [r for r in p.jobs.all() if r.id != record.id]
-        retired = v1.tuning["tuned_model"]
+        retired = v1.tuning.tuned_model
         assert new_events == Counter(
             {f"{record.id}:smoke_test": 1, f"{record.id}:model.deleted:{retired.rsplit('/', 1)[-1]}": 1}
         )
         assert p.tuning.calls["delete_model"] - calls_before["delete_model"] == 1, "one cleanup"
-        assert retired not in p.tuning.models and record.tuning["tuned_model"] in p.tuning.models
-        assert record.cleanup["run"]["retired_models"] == [retired]
+        assert retired not in p.tuning.models and record.tuning.tuned_model in p.tuning.models
+        assert record.cleanup.run["retired_models"] == [retired]
     else:
         assert len(p.tuning.generations) == generations_before
         assert new_events == Counter()
-        assert record.cleanup is not None and record.cleanup["event_id"] == event.event_id
-        assert "nothing cleaned up" in record.cleanup["skipped"]
+        assert record.cleanup is not None and record.cleanup.event_id == event.event_id
+        assert "nothing cleaned up" in record.cleanup.skipped
         assert p.tuning.calls["delete_model"] == calls_before["delete_model"]
 
 
@@ -306,8 +306,8 @@ def test_hundred_job_succeeded_messages_through_the_deployed_function(monkeypatc
         p.clock.advance(p.settings.lease_seconds + 1)
         assert post(i) == 200
     record = p.jobs.get(event.attributes["job_id"])
-    assert record is not None and record.smoke_test["passed"] is True
-    assert p.prompt_runs(record.tuning["endpoint"]) == Counter(dict.fromkeys(PROMPTS, 1))
+    assert record is not None and record.smoke_test.passed is True
+    assert p.prompt_runs(record.tuning.endpoint) == Counter(dict.fromkeys(PROMPTS, 1))
     new_events = p.event_counts() - before
     assert sorted(new_events.values()) == [1, 1]  # smoke_test.passed and model.deleted, once each
     assert p.tuning.calls["delete_model"] == 1

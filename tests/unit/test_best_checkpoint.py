@@ -14,6 +14,7 @@ from shared.best_checkpoint import CheckpointScore, pick_best
 from shared.cleanup import OperationWait
 from shared.errors import CleanupPendingError
 from shared.gate import find_live, serving_endpoint
+from shared.record_parts import part_dict
 from shared.tuning_config import load_tuning_yaml
 
 # --- the choice ----------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ class CheckpointPipeline(GatePipeline):
         cfg = gate_config(best_checkpoint=True, **gate)
         cfg["cleanup"]["enabled"] = cleanup
         rec, message = self.tuned(n, cfg)
-        endpoint = str((rec.tuning or {})["endpoint"])
+        endpoint = str(part_dict((rec.tuning) or {})["endpoint"])
         for suffix, quality in zip(("-c1", "-c2", ""), qualities, strict=True):
             self.quality[endpoint + suffix] = quality
         self.complete(message)
@@ -82,8 +83,8 @@ def deployed_endpoints(pipe: CheckpointPipeline, job_id: str) -> set[str]:
 def test_the_best_checkpoint_becomes_the_default_and_the_others_are_undeployed(cpipe):
     v1 = cpipe.run_checkpoints(1, ("exact", "half", "wrong"))
     rec = cpipe.record(v1)
-    endpoint = str((rec.tuning or {})["endpoint"])
-    choice = (rec.gate or {})["checkpoints"]
+    endpoint = str(part_dict((rec.tuning) or {})["endpoint"])
+    choice = (part_dict(rec.gate) or {})["checkpoints"]
     assert choice["best"]["checkpoint_id"] == "1" and choice["default_checkpoint_set"] is True
     assert [s["checkpoint_id"] for s in choice["scores"]] == ["1", "2", "3"]
     one, two, three = (s["score"] for s in choice["scores"])
@@ -91,13 +92,13 @@ def test_the_best_checkpoint_becomes_the_default_and_the_others_are_undeployed(c
     assert cpipe.tuning.calls["set_default_checkpoint"] == 1
     assert cpipe.tuning.models[cpipe.model(v1)].default_checkpoint_id == "1"
     # The gate judged the best checkpoint's answers (exact) against the base model (wrong).
-    assert (rec.gate or {})["verdict"] == "PROMOTED"
+    assert (part_dict(rec.gate) or {})["verdict"] == "PROMOTED"
     assert serving_endpoint(rec) == endpoint + "-c1"
     # Cleanup on: the other two checkpoint endpoints are undeployed and deleted, the best one stays.
     assert deployed_endpoints(cpipe, v1) == {endpoint + "-c1"}
     assert endpoint not in cpipe.tuning.endpoints and endpoint + "-c2" not in cpipe.tuning.endpoints
-    assert (rec.cleanup or {})["checkpoints"]["endpoints"] == [endpoint, endpoint + "-c2"]
-    report = json.loads(cpipe.blobs.read_bytes(BUCKET, (rec.gate or {})["report_uri"].split("/", 3)[3]))
+    assert (part_dict(rec.cleanup) or {})["checkpoints"]["endpoints"] == [endpoint, endpoint + "-c2"]
+    report = json.loads(cpipe.blobs.read_bytes(BUCKET, (part_dict(rec.gate) or {})["report_uri"].split("/", 3)[3]))
     assert report["checkpoints"]["best"]["checkpoint_id"] == "1" and len(report["checkpoints"]["scores"]) == 3
 
     # A redelivery changes nothing: no prompt, no update, no undeploy runs again.
@@ -112,7 +113,7 @@ def test_the_next_model_is_compared_with_the_live_models_best_checkpoint(cpipe):
     v1 = cpipe.run_checkpoints(1, ("exact", "half", "wrong"))
     live_endpoint = serving_endpoint(cpipe.record(v1))
     v2 = cpipe.run_checkpoints(2, ("half", "half", "half"))
-    gate = cpipe.record(v2).gate or {}
+    gate = part_dict(cpipe.record(v2).gate) or {}
     live = next(c for c in gate["comparisons"] if c["against"] == "live")
     assert live["old_mean"] == 1.0  # the live model's best checkpoint answered exactly
     assert gate["verdict"] == "REJECTED"
@@ -123,19 +124,19 @@ def test_the_next_model_is_compared_with_the_live_models_best_checkpoint(cpipe):
 
 def test_without_cleanup_the_default_is_set_but_nothing_is_undeployed(cpipe):
     v1 = cpipe.run_checkpoints(1, ("half", "exact", "wrong"), cleanup=False)
-    endpoint = str((cpipe.record(v1).tuning or {})["endpoint"])
+    endpoint = str(part_dict((cpipe.record(v1).tuning) or {})["endpoint"])
     assert cpipe.tuning.models[cpipe.model(v1)].default_checkpoint_id == "2"
     assert cpipe.tuning.calls["set_default_checkpoint"] == 1
     assert cpipe.tuning.calls["undeploy_model"] == 0
     assert deployed_endpoints(cpipe, v1) == {endpoint, endpoint + "-c1", endpoint + "-c2"}
-    assert "checkpoints" not in (cpipe.record(v1).cleanup or {})
+    assert "checkpoints" not in (part_dict(cpipe.record(v1).cleanup) or {})
 
 
 def test_equal_checkpoints_keep_the_last_one_and_retire_the_intermediate_endpoints(cpipe):
     v1 = cpipe.run_checkpoints(1, ("exact", "exact", "exact"))
     rec = cpipe.record(v1)
-    endpoint = str((rec.tuning or {})["endpoint"])
-    choice = (rec.gate or {})["checkpoints"]
+    endpoint = str(part_dict((rec.tuning) or {})["endpoint"])
+    choice = (part_dict(rec.gate) or {})["checkpoints"]
     assert choice["best"]["checkpoint_id"] == "3" and "later checkpoint" in choice["reason"]
     assert serving_endpoint(rec) == endpoint
     assert deployed_endpoints(cpipe, v1) == {endpoint}
@@ -144,7 +145,7 @@ def test_equal_checkpoints_keep_the_last_one_and_retire_the_intermediate_endpoin
 def test_with_the_gate_off_the_choice_is_still_recorded(cpipe):
     cfg_gate = {"enabled": False}
     v1 = cpipe.run_checkpoints(1, ("wrong", "exact", "half"), **cfg_gate)
-    gate = cpipe.record(v1).gate or {}
+    gate = part_dict(cpipe.record(v1).gate) or {}
     assert "verdict" not in gate
     assert gate["checkpoints"]["best"]["checkpoint_id"] == "2" and gate["report_uri"]
     assert cpipe.tuning.models[cpipe.model(v1)].default_checkpoint_id == "2"
@@ -154,13 +155,13 @@ def test_answers_the_smoke_test_already_has_are_not_asked_again(cpipe):
     cfg = gate_config(best_checkpoint=True)
     cfg["smoke_test"]["checkpoints"] = True  # the smoke test prompts every checkpoint itself
     rec, message = cpipe.tuned(1, cfg)
-    endpoint = str((rec.tuning or {})["endpoint"])
+    endpoint = str(part_dict((rec.tuning) or {})["endpoint"])
     cpipe.quality.update({endpoint + "-c1": "half", endpoint + "-c2": "exact", endpoint: "half"})
     cpipe.complete(message)
     asked = [e for e, _ in cpipe.tuning.generations]
     for checkpoint_endpoint in (endpoint, endpoint + "-c1", endpoint + "-c2"):
         assert asked.count(checkpoint_endpoint) == len(cfg["smoke_test"]["prompts"])
-    assert ((cpipe.record(rec.id).gate or {})["checkpoints"]["best"] or {})["checkpoint_id"] == "2"
+    assert (part_dict((cpipe.record(rec.id).gate) or {})["checkpoints"]["best"] or {})["checkpoint_id"] == "2"
 
 
 def test_an_undeploy_still_running_is_recorded_and_the_redelivery_resumes_it(cpipe):
@@ -168,11 +169,11 @@ def test_an_undeploy_still_running_is_recorded_and_the_redelivery_resumes_it(cpi
     cpipe.options = replace(cpipe.options, operation_wait=OperationWait(polls=2, interval_seconds=0.0))
     cfg = gate_config(best_checkpoint=True)
     rec, message = cpipe.tuned(1, cfg)
-    endpoint = str((rec.tuning or {})["endpoint"])
+    endpoint = str(part_dict((rec.tuning) or {})["endpoint"])
     cpipe.quality.update({endpoint + "-c1": "exact", endpoint + "-c2": "half", endpoint: "wrong"})
     with pytest.raises(CleanupPendingError):
         cpipe.complete(message)
-    steps = (cpipe.record(rec.id).cleanup or {})["checkpoints"]["steps"]
+    steps = (part_dict(cpipe.record(rec.id).cleanup) or {})["checkpoints"]["steps"]
     assert steps[-1]["result"] == "pending" and steps[-1]["operation"]
     sent = cpipe.tuning.calls["undeploy_model"]
 
@@ -186,4 +187,6 @@ def test_an_undeploy_still_running_is_recorded_and_the_redelivery_resumes_it(cpi
     assert cpipe.tuning.calls["undeploy_model"] == 2  # one per undeployed endpoint, never repeated
     assert sent >= 1
     assert cpipe.tuning.calls["set_default_checkpoint"] == 1
-    assert all(s["result"] != "pending" for s in (cpipe.record(rec.id).cleanup or {})["checkpoints"]["steps"])
+    assert all(
+        s["result"] != "pending" for s in (part_dict(cpipe.record(rec.id).cleanup) or {})["checkpoints"]["steps"]
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from test_completion import Pipeline
@@ -16,6 +17,7 @@ from shared.adapters.fakes import FakeSpendLedger
 from shared.budget import BudgetOptions, apply_reservation, decide_budget, ledger_key
 from shared.errors import SettingsError
 from shared.pricing import PriceTable, estimate_cost, load_price_table
+from shared.record_parts import Validation
 from shared.records import record_key
 from shared.states import JobStatus
 
@@ -117,7 +119,7 @@ def test_an_upload_over_budget_is_rejected_with_the_numbers_and_a_budget_event()
     record = deliver(h, ledger, "datasets/faq/v1.jsonl", examples(20))
 
     assert record.status is JobStatus.REJECTED and record.tuning_job is None
-    cost = (record.validation or {})["cost"]
+    cost = record.validation.cost
     assert cost["within_budget"] is False
     assert cost["estimate"]["billable_tokens"] > 100 and cost["budget"]["max_billable_tokens"] == 100
     [event] = h.publisher.of_type("dataset.rejected")
@@ -131,8 +133,8 @@ def test_uploads_within_budget_are_submitted_with_their_estimate_and_the_month_i
     h.blobs.put("bkt", "datasets/faq/tuning.yaml", b"epochs: 1\nbudget:\n  monthly_lineage_usd: 1.0\n")
     v1 = deliver(h, ledger, "datasets/faq/v1.jsonl", examples(20))
     assert v1.status is not JobStatus.REJECTED
-    estimate = (v1.validation or {})["cost"]["estimate"]
-    assert estimate["billable_tokens"] == (v1.validation or {})["stats"]["billing"]["dataset_tokens"]
+    estimate = v1.validation.cost["estimate"]
+    assert estimate["billable_tokens"] == v1.validation.stats["billing"]["dataset_tokens"]
     doc = ledger.get(ledger_key("faq", v1.created_at))
     assert doc is not None and v1.id in doc["jobs"]
 
@@ -144,7 +146,9 @@ def test_the_actual_billable_tokens_are_recorded_next_to_the_estimate_after_the_
     estimate = estimate_cost(1000, 3, "gemini-2.5-flash", PRICES)
     decide_budget(estimate, BudgetOptions(), ledger=ledger, key=key, job_id=rec.id)
     cost = {"estimate": estimate.to_dict(), "ledger_key": key}
-    pipe.jobs.update(rec.id, lambda r: r.with_changes(r.updated_at, validation={**(r.validation or {}), "cost": cost}))
+    pipe.jobs.update(
+        rec.id, lambda r: r.with_changes(r.updated_at, validation=replace(r.validation or Validation(), cost=cost))
+    )
     from shared.completion import handle_completion
 
     for _ in range(2):  # a redelivery records nothing twice
@@ -160,6 +164,6 @@ def test_the_actual_billable_tokens_are_recorded_next_to_the_estimate_after_the_
             sleep=lambda s: None,
             spend=ledger,
         )
-    actual = (pipe.record(rec.id).cost or {})["actual"]
+    actual = pipe.record(rec.id).cost.actual
     assert (actual["billable_tokens"], actual["cost_usd"]) == (4096, 0.02048)  # the fake's tuningDataStats
     assert ledger.get(key)["jobs"][rec.id]["actual"]["billable_tokens"] == 4096

@@ -26,6 +26,7 @@ from shared.cleanup import (
 )
 from shared.errors import CleanupPendingError, InvalidArgumentError, PermissionDeniedError, TransientBackendError
 from shared.ports import DeployedModelRef, TuningJobSpec
+from shared.record_parts import CleanupRecord
 from shared.records import DatasetRef, JobRecord
 from shared.retry import RetryPolicy
 from shared.states import JobStatus, TuningState
@@ -75,7 +76,7 @@ class Lineage:
         return record
 
     def model(self, record: JobRecord) -> str:
-        return str((record.tuning or {})["tuned_model"])
+        return str(record.tuning.tuned_model)
 
     def get(self, record: JobRecord) -> JobRecord:
         stored = self.jobs.get(record.id)
@@ -331,14 +332,14 @@ def test_run_cleanup_records_steps_on_both_records_and_stages_one_event_per_mode
     assert report.retired_models == [lin.model(v2), lin.model(v1)]
 
     old = lin.get(v1)
-    assert old.cleanup is not None and old.cleanup["retired_by"] == v3.id
-    assert old.cleanup["retirement"]["status"] == "retired"
-    assert [s["action"] for s in old.cleanup["retirement"]["steps"]][-1] == "delete_model"
+    assert old.cleanup is not None and old.cleanup.retired_by == v3.id
+    assert old.cleanup.retirement["status"] == "retired"
+    assert [s["action"] for s in old.cleanup.retirement["steps"]][-1] == "delete_model"
 
     new = lin.get(v3)
     assert new.cleanup is not None
-    assert new.cleanup["run"]["kept"] == [v3.id]
-    assert [t["job_id"] for t in new.cleanup["run"]["targets"]] == [v2.id, v1.id]
+    assert new.cleanup.run["kept"] == [v3.id]
+    assert [t["job_id"] for t in new.cleanup.run["targets"]] == [v2.id, v1.id]
     assert [e.event_id for e in new.outbox] == [
         model_deleted_event_id(v3.id, lin.model(v2)),
         model_deleted_event_id(v3.id, lin.model(v1)),
@@ -365,8 +366,8 @@ def test_dry_run_is_recorded_without_marking_anything_retired():
     plan = plan_retirement([v2, v1], v2, _policy(dry_run=True), DEPLOYMENT)
     run_cleanup(plan, jobs=lin.jobs, tuning=lin.tuning, clock=lambda: T0, event_id="e")
     old = lin.get(v1)
-    assert old.cleanup is not None and "retired_by" not in old.cleanup
-    assert old.cleanup["dry_run_retirement"]["status"] == "would_retire"
+    assert old.cleanup is not None and old.cleanup.retired_by is None
+    assert old.cleanup.dry_run_retirement["status"] == "would_retire"
     [entry] = lin.get(v2).outbox
     assert entry.payload["data"]["dry_run"] is True
     assert lin.model(v1) in lin.tuning.models
@@ -382,8 +383,8 @@ def test_foreign_models_get_no_event_and_no_retired_mark():
     run_cleanup(plan, jobs=lin.jobs, tuning=lin.tuning, clock=lambda: T0, event_id="e")
     assert lin.get(new).outbox == ()
     stored = lin.get(foreign)
-    assert stored.cleanup is not None and "retired_by" not in stored.cleanup
-    assert stored.cleanup["retirement"]["status"] == "not_managed"
+    assert stored.cleanup is not None and stored.cleanup.retired_by is None
+    assert stored.cleanup.retirement["status"] == "not_managed"
 
 
 # --- long-running operations, one retry layer, shared endpoints --------------------------------
@@ -439,7 +440,9 @@ def test_an_unfinished_operation_leaves_the_step_pending_and_the_next_pass_resum
             plan(), jobs=lin.jobs, tuning=lin.tuning, clock=lambda: T0, event_id="e1", sleep=lambda s: None, wait=quick
         )
     [operation] = raised.value.operations
-    retirement = (lin.get(v1).cleanup or {})["retirement"]
+    cleanup = lin.get(v1).cleanup
+    assert cleanup is not None and cleanup.retirement is not None
+    retirement = cleanup.retirement
     assert retirement["status"] == "pending"
     assert retirement["steps"][-1] == {
         "action": "undeploy",
@@ -448,7 +451,7 @@ def test_an_unfinished_operation_leaves_the_step_pending_and_the_next_pass_resum
         "detail": "operation still running; the next pass polls it",
         "operation": operation,
     }
-    assert "retired_by" not in (lin.get(v1).cleanup or {})
+    assert cleanup.retired_by is None
     assert lin.get(v2).outbox == ()  # nothing announced as deleted
     assert lin.model(v1) in lin.tuning.models
 
@@ -460,7 +463,7 @@ def test_an_unfinished_operation_leaves_the_step_pending_and_the_next_pass_resum
     )
     assert lin.tuning.calls["undeploy_model"] == sends + 1  # only the checkpoint deployment not sent before
     assert report.retired_models == [lin.model(v1)]
-    assert (lin.get(v1).cleanup or {})["retired_by"] == v2.id
+    assert (lin.get(v1).cleanup or CleanupRecord()).retired_by == v2.id
     assert [e.event_id for e in lin.get(v2).outbox] == [model_deleted_event_id(v2.id, lin.model(v1))]
 
 
@@ -538,4 +541,4 @@ def test_past_the_pass_budget_running_operations_are_left_pending_at_once():
             plan, jobs=lin.jobs, tuning=lin.tuning, clock=lambda: T0, event_id="e1", sleep=slept.append, wait=spent
         )
     assert slept == [] and lin.tuning.calls["get_operation"] == 1  # one look, no waiting
-    assert (lin.get(v1).cleanup or {})["retirement"]["status"] == "pending"
+    assert ((lin.get(v1).cleanup or CleanupRecord()).retirement or {})["status"] == "pending"

@@ -26,6 +26,7 @@ from shared.errors import (
 from shared.events import EventType, build_event
 from shared.poller import PollOptions, run_poll
 from shared.ports import OutgoingEvent, TuningJobSpec
+from shared.record_parts import CleanupRecord, RecordError, part_dict
 from shared.records import DatasetRef, JobRecord, new_record
 from shared.retry import RetryPolicy
 from shared.states import JobStatus, TuningState
@@ -139,7 +140,7 @@ class Pipeline:
         return stored
 
     def model(self, job_id: str) -> str:
-        return str((self.record(job_id).tuning or {})["tuned_model"])
+        return str(self.record(job_id).tuning.tuned_model)
 
     def events(self, event_type: str) -> list[OutgoingEvent]:
         return self.publisher.of_type(event_type)
@@ -159,11 +160,11 @@ def test_a_passing_smoke_test_is_recorded_reported_and_announced(pipe):
 
     assert (outcome.kind, outcome.smoke_test_passed) == (OutcomeKind.DONE, True)
     stored = pipe.record(rec.id)
-    smoke = stored.smoke_test
+    smoke = part_dict(stored.smoke_test)
     assert smoke is not None
     assert (smoke["passed"], smoke["reasons"], smoke["prompt_source"]) == (True, [], "config")
     [prompt] = smoke["prompts"]
-    assert prompt["endpoint"] == (rec.tuning or {})["endpoint"]
+    assert prompt["endpoint"] == rec.tuning.endpoint
     assert prompt["response"] == GOOD
     assert [(c["kind"], c["passed"]) for c in prompt["checks"]] == [("non_empty", True), ("contains", True)]
     assert smoke["report_uri"] == f"gs://{BUCKET}/reports/support-bot/v1/{rec.dataset.generation}/smoke_test.json"
@@ -181,7 +182,7 @@ def test_a_passing_smoke_test_is_recorded_reported_and_announced(pipe):
     assert report["passed"] is True and report["results"][0]["response"] == GOOD
     # the first model of a lineage has nothing to retire
     assert pipe.events("model.deleted") == []
-    assert stored.cleanup is not None and stored.cleanup["run"]["targets"] == []
+    assert stored.cleanup is not None and stored.cleanup.run["targets"] == []
 
 
 def test_a_failing_smoke_test_is_announced_and_keeps_the_older_model(pipe):
@@ -197,9 +198,9 @@ def test_a_failing_smoke_test_is_announced_and_keeps_the_older_model(pipe):
     assert failed.data["reasons"] == ["prompt 1 on tuned: contains: missing '— Acme Support'"]
     assert pipe.model(v1.id) in pipe.tuning.models
     assert pipe.events("model.deleted") == []
-    cleanup = pipe.record(v2.id).cleanup
+    cleanup = part_dict(pipe.record(v2.id).cleanup)
     assert cleanup is not None and cleanup["skipped"] == "smoke test failed: older models of the lineage are kept"
-    assert "retired_by" not in (pipe.record(v1.id).cleanup or {})
+    assert "retired_by" not in (part_dict(pipe.record(v1.id).cleanup) or {})
 
 
 def test_validation_examples_are_the_prompts_when_none_are_configured(pipe):
@@ -223,7 +224,7 @@ def test_validation_examples_are_the_prompts_when_none_are_configured(pipe):
 
     pipe.complete(message)
 
-    smoke = pipe.record(rec.id).smoke_test
+    smoke = part_dict(pipe.record(rec.id).smoke_test)
     assert smoke is not None and smoke["prompt_source"] == "validation"
     assert smoke["prompts"][0]["prompt"] == "How to reset?"
     assert smoke["scores"] == {"tuned": {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}}
@@ -244,7 +245,7 @@ def test_compare_base_writes_the_chart_and_scores_both_models(pipe):
 
     pipe.complete(message)
 
-    smoke = pipe.record(rec.id).smoke_test
+    smoke = part_dict(pipe.record(rec.id).smoke_test)
     assert smoke is not None
     assert smoke["scores"] == {
         "tuned": {"rouge1": 0.8333, "rouge2": 0.6, "rougeL": 0.8333},
@@ -270,7 +271,7 @@ def test_smoke_test_disabled_records_why_and_runs_no_cleanup(pipe):
 
     assert outcome.kind is OutcomeKind.DONE and outcome.smoke_test_passed is None
     assert len(pipe.tuning.generations) == generated
-    assert (pipe.record(v2.id).smoke_test or {})["skipped"] == "smoke_test.enabled is false"
+    assert pipe.record(v2.id).smoke_test.skipped == "smoke_test.enabled is false"
     assert pipe.model(v1.id) in pipe.tuning.models
     assert pipe.complete(m2).kind is OutcomeKind.DUPLICATE
 
@@ -283,9 +284,7 @@ def test_v2_passing_retires_v1_and_never_touches_a_foreign_model(pipe):
     pipe.tuning.add_foreign_model(foreign, labels={"team": "ml"})
     v1, m1 = pipe.tuned(1)
     pipe.complete(m1)
-    v1_endpoints = [(pipe.record(v1.id).tuning or {})["endpoint"]] + [
-        c["endpoint"] for c in (pipe.record(v1.id).tuning or {})["checkpoints"]
-    ]
+    v1_endpoints = [pipe.record(v1.id).tuning.endpoint] + [c["endpoint"] for c in pipe.record(v1.id).tuning.checkpoints]
     v2, m2 = pipe.tuned(2)
 
     outcome = pipe.complete(m2)
@@ -303,7 +302,7 @@ def test_v2_passing_retires_v1_and_never_touches_a_foreign_model(pipe):
         False,
     )
     old = pipe.record(v1.id)
-    assert old.cleanup is not None and old.cleanup["retired_by"] == v2.id
+    assert old.cleanup is not None and old.cleanup.retired_by == v2.id
 
 
 def test_dry_run_deletes_nothing_and_announces_what_would_go(pipe):
@@ -458,8 +457,8 @@ def test_a_smoke_test_that_runs_out_of_time_keeps_its_calls_and_the_redelivery_c
     paused = pipe.record(rec.id)
     assert paused.smoke_test is None and pipe.events("smoke_test.passed") == []
     assert paused.smoke_progress is not None
-    assert paused.smoke_progress["event_id"] == message.event_id
-    assert [c["key"] for c in paused.smoke_progress["calls"]] == [f"tuned#{n}" for n in range(4)]
+    assert paused.smoke_progress.event_id == message.event_id
+    assert [c["key"] for c in paused.smoke_progress.calls] == [f"tuned#{n}" for n in range(4)]
     assert pipe.jobs.effect(f"{message.event_id}:smoke_test") is None  # released: redeliver at once
 
     outcome = pipe.complete(message, "fn-2", monotonic=slow)
@@ -467,7 +466,7 @@ def test_a_smoke_test_that_runs_out_of_time_keeps_its_calls_and_the_redelivery_c
     assert slow.calls == [f"question {n}?" for n in range(5)]  # every prompt sent exactly once
     done = pipe.record(rec.id)
     assert done.smoke_progress is None
-    assert done.smoke_test is not None and len(done.smoke_test["prompts"]) == 5
+    assert done.smoke_test is not None and len(done.smoke_test.prompts or []) == 5
     assert [e.event_id for e in pipe.events("smoke_test.passed")] == [f"{rec.id}:smoke_test"]
 
 
@@ -476,7 +475,7 @@ def test_each_invocation_makes_at_least_one_call_even_when_a_call_cannot_fit(pip
     slow = SlowEndpoint(pipe, seconds=600)  # every call alone outlasts the budget
     with pytest.raises(SmokeTestDeadlineError):
         pipe.complete(message, "fn-1", monotonic=slow)
-    assert pipe.record(rec.id).smoke_progress["done"] == 1
+    assert pipe.record(rec.id).smoke_progress.done == 1
     assert pipe.complete(message, "fn-2", monotonic=slow).smoke_test_passed is True
     assert slow.calls == ["a", "b"]
 
@@ -534,7 +533,7 @@ def test_unsuccessful_jobs_record_the_reason_and_publish_nothing(pipe, end):
 
     assert outcome.kind is OutcomeKind.DONE
     assert len(pipe.publisher.published) == published
-    skipped = (pipe.record(rec.id).cleanup or {})["skipped"]
+    skipped = pipe.record(rec.id).cleanup.skipped
     assert skipped.startswith(f"job {rec.status.value}")
     assert skipped.endswith("nothing cleaned up (cleanup.on_failure is off)")
     assert pipe.model(v1.id) in pipe.tuning.models
@@ -545,16 +544,16 @@ def test_unsuccessful_jobs_record_the_reason_and_publish_nothing(pipe, end):
 def test_failed_job_reason_comes_from_the_record(pipe):
     rec, message = pipe.tuned(1, end=TuningState.FAILED)
     pipe.complete(message)
-    assert (pipe.record(rec.id).cleanup or {})["skipped"].startswith("job FAILED: training failed")
+    assert pipe.record(rec.id).cleanup.skipped.startswith("job FAILED: training failed")
 
 
 def test_cancelled_reason_says_the_status_once(pipe):
     # The local server (and Vertex, in its own spelling) prefix the message with the status.
     rec, message = pipe.tuned(1, end=TuningState.CANCELLED)
     error = {"code": "E_TUNING_JOB", "message": "CANCELED: the tuning job was cancelled on request."}
-    pipe.jobs.update(rec.id, lambda r: r.with_changes(r.updated_at, error=error))
+    pipe.jobs.update(rec.id, lambda r: r.with_changes(r.updated_at, error=RecordError.from_dict(error)))
     pipe.complete(message)
-    skipped = (pipe.record(rec.id).cleanup or {})["skipped"]
+    skipped = (pipe.record(rec.id).cleanup or CleanupRecord()).skipped
     assert skipped.startswith("job CANCELLED: the tuning job was cancelled on request.;")
 
 
@@ -563,7 +562,9 @@ def test_on_failure_cleanup_retires_the_failed_jobs_own_model(pipe):
     # a cancelled job that still left a model behind
     model = "projects/local/locations/us-central1/models/left-behind@1"
     pipe.tuning.add_foreign_model(model, labels={"managed-by": DEPLOYMENT})
-    pipe.jobs.update(rec.id, lambda r: r.with_changes(r.updated_at, tuning={**(r.tuning or {}), "tuned_model": model}))
+    pipe.jobs.update(
+        rec.id, lambda r: r.with_changes(r.updated_at, tuning={**(part_dict(r.tuning) or {}), "tuned_model": model})
+    )
 
     outcome = pipe.complete(message)
 
@@ -602,7 +603,7 @@ def test_a_report_that_cannot_be_written_is_noted_and_the_verdict_stands(pipe):
     outcome = pipe.complete(message)
 
     assert outcome.smoke_test_passed is True
-    smoke = pipe.record(rec.id).smoke_test
+    smoke = part_dict(pipe.record(rec.id).smoke_test)
     assert smoke is not None and smoke["report_uri"] is None
     assert smoke["notes"] == [
         "report not written: write failed (403 ): storage.objects.create denied",
@@ -619,6 +620,6 @@ def test_a_transient_report_failure_is_retried_by_the_redelivery(pipe):
     assert pipe.record(rec.id).smoke_test is None
 
     pipe.complete(message, owner="fn-2")
-    smoke = pipe.record(rec.id).smoke_test
+    smoke = part_dict(pipe.record(rec.id).smoke_test)
     assert smoke is not None and smoke["report_uri"] is not None
     assert pipe.blobs.stat(BUCKET, smoke["report_uri"].removeprefix(f"gs://{BUCKET}/")) is not None

@@ -4,6 +4,7 @@ job exists), and the intake submitting the continuation with the parent's base m
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -11,6 +12,7 @@ from test_gate import GatePipeline
 from test_intake import Harness, examples
 
 from shared.continuous import ContinuationError, continuation_of, resolve_continuation
+from shared.record_parts import ResolvedConfig
 from shared.records import JobRecord, record_key
 from shared.states import JobStatus
 
@@ -28,7 +30,7 @@ def test_lineage_live_resolves_to_the_promoted_model_not_the_newest(lineage_with
     got = resolve_continuation("lineage:live", "2", lineage="support-bot", kms_key_name=None, jobs=pipe.jobs)
     assert (got.tuned_model_name, got.checkpoint_id, got.parent_job) == (pipe.model(v1), "2", v1)
     assert got.base_model == "gemini-2.5-flash"
-    assert continuation_of({"pre_tuned_model": got.to_dict()}) == got
+    assert continuation_of(ResolvedConfig(pre_tuned_model=got.to_dict())) == got
 
 
 def test_an_explicit_tuned_model_of_this_deployment_resolves(lineage_with_live):
@@ -45,9 +47,9 @@ def _edit(pipe: GatePipeline, job_id: str, **changes) -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (lambda r: {"config": {**(r.config or {}), "base_model": "gemini-2.0-flash-001"}}, "do not support"),
-        (lambda r: {"tuning": {**(r.tuning or {}), "create_time": "2025-07-10T23:00:00Z"}}, "2025-07-11"),
-        (lambda r: {"config": {**(r.config or {}), "kms_key_name": "projects/p/keys/k"}}, "CMEK"),
+        (lambda r: {"config": replace(r.config, base_model="gemini-2.0-flash-001")}, "do not support"),
+        (lambda r: {"tuning": replace(r.tuning, create_time="2025-07-10T23:00:00Z")}, "2025-07-11"),
+        (lambda r: {"config": replace(r.config, kms_key_name="projects/p/keys/k")}, "CMEK"),
         (lambda r: {"cleanup": {"retired_by": "someone"}}, "no live model"),
     ],
 )
@@ -100,7 +102,8 @@ def test_the_intake_submits_preTunedModel_or_rejects_with_the_reason():
     h.deliver(event2)
     child = h.jobs.get(record_key(event2.bucket, event2.name, event2.generation))
     assert child is not None and child.status is not JobStatus.REJECTED, child.error
-    assert (child.config or {})["pre_tuned_model"]["parent_job"] == live_id
+    assert child.config is not None and child.config.pre_tuned_model is not None
+    assert child.config.pre_tuned_model["parent_job"] == live_id
     [spec] = [s for s in h.tuning.specs.values() if s.pre_tuned_model]
     assert (spec.pre_tuned_model, spec.pre_tuned_checkpoint_id, spec.base_model) == (
         "projects/p/locations/l/models/7@1",

@@ -9,6 +9,7 @@ import pytest
 from shared.adapters.fakes import FakeTuningBackend
 from shared.curves import MAX_POINTS, downsample, merge_series, with_curves
 from shared.ports import TuningJobSpec
+from shared.record_parts import TuningView
 from shared.states import TuningState
 
 
@@ -75,7 +76,7 @@ def test_with_curves_reads_running_jobs_and_keeps_stored_points():
     tuning = FakeTuningBackend()
     job = _job(tuning, TuningState.RUNNING)
     tuning.metric_series[job.name] = {"train_total_loss": [(1, 2.0), (2, 1.0)]}
-    stored_view = {"curves": {"series": {"train_total_loss": {"steps": [0], "values": [3.0]}}}}
+    stored_view = TuningView(curves={"series": {"train_total_loss": {"steps": [0], "values": [3.0]}}})
     result = with_curves(tuning, job, stored_view)
     assert result.curves == {"series": {"train_total_loss": {"steps": [0, 1, 2], "values": [3.0, 2.0, 1.0]}}}
 
@@ -95,8 +96,8 @@ def test_a_failed_read_keeps_the_stored_curves():
     tuning = FakeTuningBackend()
     job = _job(tuning, TuningState.RUNNING)
     tuning.failures.fail_next("read_metric_series", RuntimeError("boom"))
-    stored = {"curves": {"series": {"loss": {"steps": [1], "values": [1.0]}}}}
-    assert with_curves(tuning, job, stored).curves == stored["curves"]
+    stored = TuningView(curves={"series": {"loss": {"steps": [1], "values": [1.0]}}})
+    assert with_curves(tuning, job, stored).curves == stored.curves
 
 
 def test_the_poller_copies_new_points_bounded_and_writes_nothing_when_none_are_new():
@@ -122,9 +123,9 @@ def test_the_poller_copies_new_points_bounded_and_writes_nothing_when_none_are_n
 
     tuning.metric_series[job.name] = {"train_total_loss": [(s, 10.0 / s) for s in range(1, 1001)]}
     assert poll() == 1
-    stored = jobs.get(record.id).tuning["curves"]["series"]["train_total_loss"]
+    stored = jobs.get(record.id).tuning.curves["series"]["train_total_loss"]
     assert len(stored["steps"]) == MAX_POINTS and stored["steps"][0] == 1 and stored["steps"][-1] == 1000
     assert poll() == 0  # same points: no write
     tuning.metric_series[job.name]["train_total_loss"].append((1001, 0.001))
     assert poll() == 1
-    assert jobs.get(record.id).tuning["curves"]["series"]["train_total_loss"]["steps"][-1] == 1001
+    assert jobs.get(record.id).tuning.curves["series"]["train_total_loss"]["steps"][-1] == 1001

@@ -130,7 +130,8 @@ def test_the_evaluation_runs_are_read_back_into_the_tuning_view():
             ],
         }
     )
-    evaluation = tuning_view(job)["evaluation"]
+    evaluation = tuning_view(job).evaluation
+    assert evaluation is not None
     assert evaluation["output_uri_prefix"] == "gs://b/evals/"
     first, second = evaluation["runs"]
     assert first["aggregation_results"] == [{"bleuMetricValue": {"score": 0.4}}]

@@ -178,13 +178,14 @@ class GatePipeline(Pipeline):
 
     def run(self, n: int, quality: str, **gate) -> str:
         rec, message = self.tuned(n, gate_config(**gate))
-        self.quality[str((rec.tuning or {})["endpoint"])] = quality
+        self.quality[str(rec.tuning.endpoint if rec.tuning else "")] = quality
         self.complete(message)
         return rec.id
 
 
 def verdict(pipe: Pipeline, job_id: str) -> str:
-    return str((pipe.record(job_id).gate or {})["verdict"])
+    gate = pipe.record(job_id).gate
+    return str(gate.verdict if gate else None)
 
 
 def retired(pipe: Pipeline, job_id: str) -> bool:
@@ -199,16 +200,18 @@ def gpipe() -> GatePipeline:
 def test_first_model_is_promoted_against_base_then_a_worse_one_is_rejected_and_live_survives(gpipe):
     v1 = gpipe.run(1, "half")
     assert verdict(gpipe, v1) == "PROMOTED"
-    gate = gpipe.record(v1).gate or {}
-    assert [c["against"] for c in gate["comparisons"]] == ["base"]
-    assert "no live model" in " ".join(gate["notes"])
+    gate = gpipe.record(v1).gate
+    assert gate is not None
+    assert [c["against"] for c in gate.comparisons] == ["base"]
+    assert "no live model" in " ".join(gate.notes)
 
     v2 = gpipe.run(2, "wrong")
     assert verdict(gpipe, v2) == "REJECTED"
-    gate2 = gpipe.record(v2).gate or {}
-    live = next(c for c in gate2["comparisons"] if c["against"] == "live")
+    gate2 = gpipe.record(v2).gate
+    assert gate2 is not None
+    live = next(c for c in gate2.comparisons if c["against"] == "live")
     assert (live["wins"], live["losses"], live["ties"]) == (0, 4, 0)
-    assert gate2["live_before"] == v1
+    assert gate2.live_before == v1
     assert not retired(gpipe, v1) and not retired(gpipe, v2)  # on_reject: keep
     live_now = find_live(gpipe.jobs.get(j) for j in (v2, v1))  # newest first, as the query returns them
     assert live_now is not None and live_now.id == v1
@@ -218,7 +221,7 @@ def test_first_model_is_promoted_against_base_then_a_worse_one_is_rejected_and_l
     assert verdict(gpipe, v3) == "PROMOTED"
     assert retired(gpipe, v1) and retired(gpipe, v2)  # predecessors retired after the promotion
     assert not retired(gpipe, v3)
-    report = json.loads(gpipe.blobs.read_bytes(BUCKET, (gpipe.record(v3).gate or {})["report_uri"].split("/", 3)[3]))
+    report = json.loads(gpipe.blobs.read_bytes(BUCKET, str(gpipe.record(v3).gate.report_uri).split("/", 3)[3]))
     assert report["verdict"] == "PROMOTED" and report["answers"]
     assert len(gpipe.events("model.promoted")) == 2
 
@@ -241,7 +244,7 @@ def test_on_reject_retire_retires_the_new_model_never_the_live_one(gpipe):
 def test_a_redelivered_event_does_not_run_the_gate_twice(gpipe):
     gpipe.run(1, "exact")
     rec, message = gpipe.tuned(2, gate_config())
-    gpipe.quality[str((rec.tuning or {})["endpoint"])] = "wrong"
+    gpipe.quality[str(rec.tuning.endpoint if rec.tuning else "")] = "wrong"
     gpipe.complete(message)
     calls = len(gpipe.tuning.generations)
     gpipe.complete(message)

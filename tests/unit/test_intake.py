@@ -180,12 +180,12 @@ def test_valid_dataset_is_validated_reported_recorded_and_submitted_once(h):
     assert spec.training_dataset_uri == f"gs://{BUCKET}/datasets/faq/v1.jsonl"
 
     report_uri = f"gs://{BUCKET}/reports/faq/v1/{event.generation}/validation.json"
-    assert record.validation["valid"] is True
-    assert record.validation["report_uri"] == report_uri == outcome.report_uri
-    assert record.validation["example_count"] == 20
-    assert record.validation["validation_set"]["example_count"] == 5
-    assert record.config["display_name"] == "faq-v1-2026-11-21"
-    assert record.config["lineage"] == "faq" and record.config["labels"] == {"team": "ml"}
+    assert record.validation.valid is True
+    assert record.validation.report_uri == report_uri == outcome.report_uri
+    assert record.validation.example_count == 20
+    assert record.validation.validation_set["example_count"] == 5
+    assert record.config.display_name == "faq-v1-2026-11-21"
+    assert record.config.lineage == "faq" and record.config.labels == {"team": "ml"}
 
     report = h.report("faq", "v1", event.generation)
     assert report["valid"] is True and report["dataset"] == event.uri
@@ -219,8 +219,8 @@ def test_invalid_dataset_is_rejected_with_report_event_and_no_job(h):
     assert "line 21" in outcome.reason and "E_" in outcome.reason
     record = h.record(event)
     assert record.status is JobStatus.REJECTED and record.lease is None
-    assert record.error["code"] == "E_DATASET_INVALID"
-    assert record.validation["valid"] is False and record.validation["issues"][0]["line"] == 21
+    assert record.error.code == "E_DATASET_INVALID"
+    assert record.validation.valid is False and record.validation.issues[0]["line"] == 21
     assert h.tuning.calls["create_job"] == 0
 
     [published] = h.publisher.published
@@ -335,7 +335,7 @@ def test_a_crash_at_any_step_still_ends_with_exactly_one_job(h, step):
     assert len(h.tuning.jobs) == 1
     record = h.record(event)
     assert record.status is JobStatus.PENDING and record.tuning_job in h.tuning.jobs
-    assert record.validation["valid"] is True
+    assert record.validation.valid is True
 
 
 @pytest.mark.parametrize(
@@ -504,7 +504,7 @@ def test_an_unforeseen_error_before_the_verdict_rejects_with_the_reason_instead_
     outcome = h.deliver(event)
     assert outcome.kind is IntakeOutcomeKind.REJECTED and "E_INTERNAL" in outcome.reason
     record = h.record(event)
-    assert record.status is JobStatus.REJECTED and record.error["code"] == "E_INTERNAL"
+    assert record.status is JobStatus.REJECTED and record.error.code == "E_INTERNAL"
     assert [e.event_type for e in h.publisher.published] == ["dataset.rejected"]
     assert "re-upload" in h.publisher.published[0].data["reason"]
 

@@ -138,7 +138,7 @@ def test_cancel_queued_job_ends_it_with_an_event_and_records_who(ports):
     assert response.status == 200
     stored = jobs.get(rec.id)
     assert stored is not None and stored.status is JobStatus.CANCELLED
-    assert stored.cancel_request is not None and stored.cancel_request["by"] == "local-token"
+    assert stored.cancel_request is not None and stored.cancel_request.by == "local-token"
     assert [e.event_type for e in stored.outbox] == ["job.cancelled"]
     assert tuning.calls["cancel_job"] == 0
 

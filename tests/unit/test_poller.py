@@ -109,9 +109,9 @@ def test_job_running_to_succeeded_updates_record_and_publishes_one_event():
     stored = w.record(rec.id)
     assert (second.changed, second.published) == (1, 1)
     assert stored.status is JobStatus.SUCCEEDED
-    assert stored.tuning is not None and stored.tuning["state"] == "JOB_STATE_SUCCEEDED"
-    assert stored.tuning["tuned_model"].endswith(f"models/m{rec.tuning_job.rsplit('/', 1)[-1]}@1")
-    assert [c["epoch"] for c in stored.tuning["checkpoints"]] == [1, 2]
+    assert stored.tuning is not None and stored.tuning.state == "JOB_STATE_SUCCEEDED"
+    assert stored.tuning.tuned_model.endswith(f"models/m{rec.tuning_job.rsplit('/', 1)[-1]}@1")
+    assert [c["epoch"] for c in stored.tuning.checkpoints] == [1, 2]
     assert [h.status for h in stored.history][-2:] == [JobStatus.RUNNING, JobStatus.SUCCEEDED]
     assert stored.history[-1].at == w.clock.now
     assert not stored.has_pending_outbox
@@ -126,8 +126,8 @@ def test_job_running_to_succeeded_updates_record_and_publishes_one_event():
         "schema_version": "1",
         "event_id": f"{rec.id}:SUCCEEDED",
     }
-    assert event.data["tuned_model"] == stored.tuning["tuned_model"]
-    assert event.data["endpoint"] == stored.tuning["endpoint"]
+    assert event.data["tuned_model"] == stored.tuning.tuned_model
+    assert event.data["endpoint"] == stored.tuning.endpoint
     assert event.data["dataset"] == rec.dataset.uri
 
     third = w.poll()
@@ -142,7 +142,7 @@ def test_failed_job_publishes_job_failed_with_the_backend_error():
     summary = w.poll()
     stored = w.record(rec.id)
     assert stored.status is JobStatus.FAILED
-    assert stored.error == {
+    assert stored.error.to_dict() == {
         "code": "E_TUNING_JOB_FAILED",
         "message": "line 12: contents must end with model",
         "details": {"rpc_code": 3},
@@ -187,7 +187,7 @@ def test_running_job_with_new_metrics_updates_view_without_transition():
     stored = w.record(rec.id)
     assert summary.changed == 1
     assert stored.status is JobStatus.RUNNING
-    assert stored.tuning["metrics"] == {"step": 40, "train_loss": 0.71}
+    assert stored.tuning.metrics == {"step": 40, "train_loss": 0.71}
     assert len(stored.history) == len(rec.history)
     assert w.publisher.published == []
 
@@ -229,14 +229,14 @@ def test_transitions_never_go_backwards():
     w.poll()
     assert w.record(running.id).status is JobStatus.RUNNING
     assert w.record(cancelling.id).status is JobStatus.CANCELLING
-    assert w.record(cancelling.id).tuning["state"] == "JOB_STATE_RUNNING"
+    assert w.record(cancelling.id).tuning.state == "JOB_STATE_RUNNING"
 
 
 def test_an_older_observation_than_the_stored_one_is_ignored():
     w = World()
     rec = w.tracked(JobStatus.RUNNING)
     job = w.tuning.get_job(rec.tuning_job)
-    newer = replace(rec, tuning={**rec.tuning, "update_time": "2999-01-01T00:00:00Z"})
+    newer = replace(rec, tuning=replace(rec.tuning, update_time="2999-01-01T00:00:00Z"))
     assert plan_reconcile(newer, replace(job, metrics={"step": 1}), w.clock.now, timedelta(hours=1)) is None
 
 
@@ -248,9 +248,9 @@ def test_vanished_job_is_marked_with_a_reason():
     stored = w.record(rec.id)
     assert summary.vanished == 1
     assert stored.status is JobStatus.VANISHED
-    assert stored.error["code"] == "E_TUNING_JOB_VANISHED"
-    assert rec.tuning_job in stored.error["message"]
-    assert stored.error["details"]["last_seen_state"] == "JOB_STATE_RUNNING"
+    assert stored.error.code == "E_TUNING_JOB_VANISHED"
+    assert rec.tuning_job in stored.error.message
+    assert stored.error.details["last_seen_state"] == "JOB_STATE_RUNNING"
     assert w.publisher.published == []
 
 
@@ -466,8 +466,8 @@ def test_a_job_vertex_holds_for_quota_shows_it_and_is_not_stalled():
         w.poll()
     stored = w.record(rec.id)
     assert stored.status is JobStatus.PENDING
-    assert stored.tuning is not None and stored.tuning["waiting_for_quota"] is True
-    assert stored.tuning["detail_state"] == WAITING_FOR_QUOTA
+    assert stored.tuning is not None and stored.tuning.waiting_for_quota is True
+    assert stored.tuning.detail_state == WAITING_FOR_QUOTA
     assert waiting_for_quota(stored)
     assert w.publisher.of_type("job.stalled") == []
 
@@ -477,7 +477,7 @@ def test_a_job_vertex_holds_for_quota_shows_it_and_is_not_stalled():
     w.poll()
     stored = w.record(rec.id)
     assert stored.status is JobStatus.RUNNING and not waiting_for_quota(stored)
-    assert stored.tuning is not None and stored.tuning["waiting_for_quota"] is False
+    assert stored.tuning is not None and stored.tuning.waiting_for_quota is False
 
 
 def test_the_stall_clock_of_a_pending_job_starts_when_its_quota_wait_ends():

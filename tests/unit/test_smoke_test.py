@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from helpers import T0
@@ -10,6 +11,7 @@ from helpers import T0
 from shared.adapters.fakes import FakeBlobStore, FakeTuningBackend
 from shared.errors import BlobReadError, NotFoundError, PermissionDeniedError, TransientBackendError
 from shared.model_families import MODEL_FAMILIES, ThinkingControl, family_for, generation_settings
+from shared.record_parts import TuningView
 from shared.records import DatasetRef, JobRecord
 from shared.smoke_test import (
     ContainsCheck,
@@ -269,7 +271,7 @@ def test_the_family_table_is_consistent_and_cites_its_sources():
 def test_the_base_model_comes_from_the_job_record_also_for_a_tuned_tuned_model():
     record = _record({"base_model": "projects/p/locations/us-central1/models/m0@1"})
     assert base_model_of(record) is None  # a tuned model is not a family; the view has no base yet
-    chained = record.with_changes(T0, tuning={**(record.tuning or {}), "base_model": "gemini-2.5-pro"})
+    chained = record.with_changes(T0, tuning=replace(record.tuning or TuningView(), base_model="gemini-2.5-pro"))
     assert base_model_of(chained) == "gemini-2.5-pro"
     tuning = _backend()
     run_smoke_test(

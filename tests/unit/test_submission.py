@@ -75,7 +75,7 @@ def test_submit_creates_one_job_and_records_it():
     assert stored.status is JobStatus.PENDING
     assert stored.lease is None
     assert stored.tuning_job in tuning.jobs
-    assert stored.tuning["state"] == "JOB_STATE_PENDING"
+    assert stored.tuning.state == "JOB_STATE_PENDING"
     assert [h.status for h in stored.history] == [JobStatus.RECEIVED, JobStatus.SUBMITTING, JobStatus.PENDING]
     assert tuning.specs[stored.tuning_job].labels["sftpilot-key"] == stored.id
     # idempotent: a second call changes nothing and asks nothing of the backend
@@ -136,7 +136,7 @@ def test_refused_request_fails_the_record_and_stages_one_job_failed_event():
     )
     stored = _submit(jobs, tuning, clock)
     assert stored.status is JobStatus.FAILED_TO_SUBMIT
-    assert stored.error["code"] == "E_INVALID_ARGUMENT"
+    assert stored.error.code == "E_INVALID_ARGUMENT"
     [entry] = stored.outbox
     assert entry.event_id == f"{stored.id}:FAILED_TO_SUBMIT"
     body = entry.payload["data"]

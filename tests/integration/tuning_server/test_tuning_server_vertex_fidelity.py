@@ -103,7 +103,7 @@ def test_the_pipeline_records_a_held_job_as_waiting_and_raises_no_stall(serve):
     )
     after = jobs.get(rec.id)
     assert after is not None and after.tuning is not None
-    assert after.tuning["waiting_for_quota"] is True
+    assert after.tuning.waiting_for_quota is True
     assert publisher.of_type("job.stalled") == []
 
 

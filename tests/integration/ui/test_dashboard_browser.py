@@ -127,7 +127,7 @@ def _trained_record(store: FirestoreJobStore, job_name: str, tuning: VertexTunin
     assert not summary.errors, summary.errors
     polled = store.get(record.id)
     assert polled is not None and polled.status is JobStatus.SUCCEEDED
-    series = ((polled.tuning or {}).get("curves") or {}).get("series") or {}
+    series = ((polled.tuning.curves if polled.tuning else None) or {}).get("series") or {}
     assert len(series["train_total_loss"]["steps"]) >= 2, series
 
     def smoke(current: JobRecord) -> JobRecord:
@@ -200,7 +200,7 @@ def test_a_person_sees_jobs_curves_smoke_test_and_cancels_a_queued_job(
     page.wait_for_selector("h1 .badge[data-status='CANCELLED']", timeout=15000)
     stored = store.get(queued.id)
     assert stored is not None and stored.status is JobStatus.CANCELLED
-    assert stored.cancel_request is not None and stored.cancel_request["by"] == "local-token"
+    assert stored.cancel_request is not None and stored.cancel_request.by == "local-token"
     assert page.locator("form.cancel").count() == 0
 
     page.goto(f"{dashboard}lineages/support")

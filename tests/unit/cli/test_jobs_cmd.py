@@ -20,6 +20,7 @@ from shared.adapters.fakes import FakeJobStore, FakeTuningBackend
 from shared.cli.jobs_cmd import cleanup_summary
 from shared.cli.main import main
 from shared.ports import TuningJobSpec
+from shared.record_parts import CleanupRecord
 from shared.records import DatasetRef, new_record, utcnow
 from shared.settings import Settings
 from shared.states import JobStatus
@@ -235,7 +236,7 @@ def test_unreachable_api_is_a_clear_error(monkeypatch):
 
 def test_cleanup_summary_names_steps_still_pending():
     run = {"targets": [{"status": "retired"}, {"status": "pending"}], "retired_models": ["m1"]}
-    assert cleanup_summary({"run": run}) == (
+    assert cleanup_summary(CleanupRecord(run=run)) == (
         "1 superseded model(s) retired, 1 pending (Vertex operations still running; resumed automatically)"
     )
 

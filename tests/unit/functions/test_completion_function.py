@@ -118,7 +118,7 @@ def test_job_succeeded_smoke_tests_and_retires_the_superseded_model(monkeypatch,
 
     assert response.status_code == 200
     stored = fakes.jobs.get(V2_ID)
-    assert stored is not None and stored.smoke_test is not None and stored.smoke_test["passed"] is True
+    assert stored is not None and stored.smoke_test is not None and stored.smoke_test.passed is True
     assert [e.event_type for e in fakes.publisher.published] == ["smoke_test.passed", "model.deleted"]
     assert v1_model not in fakes.tuning.models and v2_model in fakes.tuning.models
     [handled] = [line for line in log_lines() if line["message"] == "completion handled"]
@@ -171,7 +171,7 @@ def test_job_failed_records_the_reason_and_publishes_nothing(monkeypatch, fakes)
     assert response.status_code == 200
     stored = fakes.jobs.get(V3_ID)
     assert stored is not None and stored.cleanup is not None
-    assert stored.cleanup["skipped"].startswith("job FAILED: Training data is malformed")
+    assert stored.cleanup.skipped.startswith("job FAILED: Training data is malformed")
     assert fakes.publisher.published == []
     assert v1_model in fakes.tuning.models
 

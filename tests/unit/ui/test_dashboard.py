@@ -209,7 +209,7 @@ def test_cancel_needs_a_matching_csrf_token(ports):
     done = _cancel(api, rec.id, cookie=cookie, field=cookie)
     assert done.status == 303 and dict(done.headers)["Location"] == f"../{rec.id}"
     assert jobs.get(rec.id).status is JobStatus.CANCELLED
-    assert jobs.get(rec.id).cancel_request["by"] == "local-token"
+    assert jobs.get(rec.id).cancel_request.by == "local-token"
     again = _cancel(api, rec.id, cookie=cookie, field=cookie)
     assert again.status == 409  # same rules as POST /jobs/{id}:cancel
 
