@@ -4,7 +4,7 @@ fake-gcs-server publishes classic GCS Pub/Sub notifications (``OBJECT_FINALIZE``
 object resource as JSON). In GCP a gen2 function never sees those: Eventarc delivers a
 binary-mode CloudEvent ``google.cloud.storage.object.v1.finalized`` with source
 ``//storage.googleapis.com/projects/_/buckets/B``, subject ``objects/NAME`` and the object
-resource as data (``generation`` and ``size`` as strings). This bridge streaming-pulls the
+resource as data (``generation`` and ``size`` as strings). This bridge pulls (unary pulls) the
 notification subscription and POSTs exactly that to the upload function: ack on 2xx, nack
 otherwise, so the subscription's retry policy redelivers like Eventarc retries a failed
 function.
@@ -34,6 +34,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -51,6 +52,8 @@ GCS_CLOUDEVENT_TYPES: dict[str, str] = {
 }
 """GCS notification ``eventType`` -> Eventarc CloudEvent type."""
 
+PULL_WAIT_SECONDS = 2.0
+"""How long one pull waits for messages: also how soon a stop request is noticed."""
 _HEADER_SAFE = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "%"}
 """Characters a header value may carry unencoded: printable ASCII except '"' and '%'."""
 
@@ -209,33 +212,54 @@ class NotificationBridge:
         return True
 
     def run(self, stop: threading.Event, ready_file: Path | None = None) -> None:
-        """Pull until ``stop`` is set (the subscription must exist)."""
+        """Pull until ``stop`` is set (the subscription must exist).
+
+        Synchronous (unary) pulls, not a streaming pull: after a crash the emulator keeps handing
+        new messages to a dead process's stream for minutes (seen here: ~3 min), while a unary
+        pull leases only the batch in hand, so a restarted bridge receives what arrives next at
+        once and the dead one's batch comes back after the subscription's ack deadline.
+        """
+        from google.api_core import exceptions as api_exceptions  # noqa: PLC0415 - keep import-time light
         from google.cloud import pubsub_v1  # noqa: PLC0415 - keep import-time light for the CLI
 
         subscriber = pubsub_v1.SubscriberClient()
-        flow = pubsub_v1.types.FlowControl(max_messages=self.max_in_flight)
-
-        def callback(message: Any) -> None:
-            try:
-                ok = self.deliver(message.message_id, dict(message.attributes), message.data)
-            except Exception as exc:  # a callback that raises would leave the message hanging
-                ok = self._park(message.message_id, dict(message.attributes), message.data, repr(exc))
-            if ok:
-                message.ack()
-            else:
-                message.nack()
-
-        future = subscriber.subscribe(self.subscription_path, callback=callback, flow_control=flow)
         log_event("INFO", "bridge: pulling", subscription=self.subscription_path, target=self.target_url)
         if ready_file is not None:
             ready_file.parent.mkdir(parents=True, exist_ok=True)
             ready_file.write_text("ready\n")
+
+        def handle(received: Any) -> tuple[str, bool]:
+            message = received.message
+            try:
+                ok = self.deliver(message.message_id, dict(message.attributes), message.data)
+            except Exception as exc:  # an unforeseen failure must not leave the message hanging
+                ok = self._park(message.message_id, dict(message.attributes), message.data, repr(exc))
+            return received.ack_id, ok
+
         try:
-            while not stop.wait(0.5):
-                if future.done():
-                    future.result()  # raises the streaming-pull failure
+            with ThreadPoolExecutor(max_workers=self.max_in_flight) as pool:
+                while not stop.is_set():
+                    try:
+                        response = subscriber.pull(
+                            request={"subscription": self.subscription_path, "max_messages": self.max_in_flight},
+                            timeout=PULL_WAIT_SECONDS,
+                        )
+                    except (api_exceptions.DeadlineExceeded, api_exceptions.ServiceUnavailable):
+                        continue  # nothing arrived in time, or a transient emulator hiccup: pull again
+                    outcomes = list(pool.map(handle, response.received_messages))
+                    acks = [ack_id for ack_id, ok in outcomes if ok]
+                    nacks = [ack_id for ack_id, ok in outcomes if not ok]
+                    if acks:
+                        subscriber.acknowledge(request={"subscription": self.subscription_path, "ack_ids": acks})
+                    if nacks:  # redeliver now rather than after the ack deadline
+                        subscriber.modify_ack_deadline(
+                            request={
+                                "subscription": self.subscription_path,
+                                "ack_ids": nacks,
+                                "ack_deadline_seconds": 0,
+                            }
+                        )
         finally:
-            future.cancel()
             subscriber.close()
 
 
